@@ -1,0 +1,80 @@
+"""Fixtures: a real outpost server per test module, and registry clients from the official SDK.
+
+Each test module gets a fresh server in its own temporary data directory. Only one server may
+listen on 127.0.0.1:443 at a time; pytest tears a module-scoped fixture down before the next
+module sets its own up, so module scope keeps that rule. Every HTTP exchange the SDK makes is
+recorded and printed when a test fails.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import pytest
+from azure.iot.hub import IoTHubRegistryManager
+
+import sdk_support
+from outpost_harness import OutpostServer, ca_bundle, parse_connection_string
+
+
+@pytest.fixture(autouse=True)
+def _reset_exchanges():
+    sdk_support.EXCHANGES.clear()
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed and sdk_support.EXCHANGES:
+        report.sections.append(
+            ("HTTP exchanges (SDK <-> outpost), last 12", "\n\n".join(sdk_support.EXCHANGES[-12:]))
+        )
+
+
+@dataclass
+class Hub:
+    """A running server plus its iothubowner connection string."""
+
+    server: OutpostServer
+    owner_cs: str
+    _registries: dict = field(default_factory=dict)
+
+    @property
+    def host_name(self) -> str:
+        return parse_connection_string(self.owner_cs)["HostName"]
+
+    def connection_string(self, policy: str) -> str:
+        return self.server.connection_string(policy=policy)
+
+    def registry(self, policy: str = "iothubowner") -> IoTHubRegistryManager:
+        if policy not in self._registries:
+            cs = self.owner_cs if policy == "iothubowner" else self.connection_string(policy)
+            self._registries[policy] = sdk_support.registry_for(cs)
+        return self._registries[policy]
+
+
+@contextmanager
+def running_hub(data_dir):
+    """Starts a fresh server on `data_dir` and stops it (SIGTERM, then kill) afterwards."""
+    server = OutpostServer(data_dir)
+    server.start()
+    try:
+        with ca_bundle(server.ca_path):
+            yield Hub(server=server, owner_cs=server.connection_string())
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    with running_hub(tmp_path_factory.mktemp("outpost") / "data") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def registry(hub) -> IoTHubRegistryManager:
+    """Registry manager authenticated with the iothubowner policy."""
+    return hub.registry()

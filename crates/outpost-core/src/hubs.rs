@@ -1,0 +1,145 @@
+//! The hub directory: every hub on this server, cached in memory and routed to by host name.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use outpost_model::{Hub, HubName};
+use parking_lot::RwLock;
+
+use crate::{CoreError, HubStore, StoreError};
+
+/// Every hub of this server. Reads come from an in-memory copy (each request routes by host
+/// name); writes go to the store first, then to the copy.
+pub struct Hubs {
+    store: Arc<dyn HubStore>,
+    cache: RwLock<BTreeMap<HubName, Arc<Hub>>>,
+    // Serialises admin writes so that name and host-name uniqueness checks cannot race.
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Hubs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hubs").field("count", &self.cache.read().len()).finish_non_exhaustive()
+    }
+}
+
+impl Hubs {
+    /// Loads every hub from the store.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn load(store: Arc<dyn HubStore>) -> Result<Self, CoreError> {
+        let hubs = store.list_hubs().await?;
+        let cache = hubs.into_iter().map(|hub| (hub.name.clone(), Arc::new(hub))).collect();
+        Ok(Self { store, cache: RwLock::new(cache), write_lock: tokio::sync::Mutex::new(()) })
+    }
+
+    /// Returns every hub, ordered by name.
+    pub fn list(&self) -> Vec<Arc<Hub>> {
+        self.cache.read().values().cloned().collect()
+    }
+
+    /// Returns the hub named `name`.
+    pub fn by_name(&self, name: &str) -> Option<Arc<Hub>> {
+        let name = HubName::new(&name.to_ascii_lowercase()).ok()?;
+        self.cache.read().get(&name).cloned()
+    }
+
+    /// Returns the hub whose host name is `host` (case-insensitive; a `:port` suffix is ignored).
+    pub fn by_host(&self, host: &str) -> Option<Arc<Hub>> {
+        let host = strip_port(host);
+        self.cache.read().values().find(|hub| hub.host_name.eq_ignore_ascii_case(host)).cloned()
+    }
+
+    /// Returns the host names of every hub (for the server certificate).
+    pub fn host_names(&self) -> Vec<String> {
+        self.cache.read().values().map(|hub| hub.host_name.clone()).collect()
+    }
+
+    /// Creates a hub.
+    ///
+    /// # Errors
+    /// [`CoreError::HubAlreadyExists`] when the name or host name is taken.
+    pub async fn create(&self, hub: Hub) -> Result<Arc<Hub>, CoreError> {
+        let _guard = self.write_lock.lock().await;
+        if self.by_name(hub.name.as_str()).is_some() || self.by_host(&hub.host_name).is_some() {
+            return Err(CoreError::HubAlreadyExists(hub.name.to_string()));
+        }
+        match self.store.create_hub(&hub).await {
+            Err(StoreError::Conflict) => return Err(CoreError::HubAlreadyExists(hub.name.to_string())),
+            other => other?,
+        }
+        let hub = Arc::new(hub);
+        self.cache.write().insert(hub.name.clone(), hub.clone());
+        Ok(hub)
+    }
+
+    /// Replaces a hub's stored definition (for example after a key rotation).
+    ///
+    /// # Errors
+    /// [`CoreError::HubNotFound`] when the hub does not exist.
+    pub async fn update(&self, hub: Hub) -> Result<Arc<Hub>, CoreError> {
+        let _guard = self.write_lock.lock().await;
+        match self.store.update_hub(&hub).await {
+            Err(StoreError::NotFound) => return Err(CoreError::HubNotFound(hub.name.to_string())),
+            other => other?,
+        }
+        let hub = Arc::new(hub);
+        self.cache.write().insert(hub.name.clone(), hub.clone());
+        Ok(hub)
+    }
+
+    /// Deletes a hub and everything in it.
+    ///
+    /// # Errors
+    /// [`CoreError::HubNotFound`] when the hub does not exist.
+    pub async fn delete(&self, name: &str) -> Result<(), CoreError> {
+        let _guard = self.write_lock.lock().await;
+        let hub = self.by_name(name).ok_or_else(|| CoreError::HubNotFound(name.to_owned()))?;
+        match self.store.delete_hub(&hub.name).await {
+            Err(StoreError::NotFound) => return Err(CoreError::HubNotFound(name.to_owned())),
+            other => other?,
+        }
+        self.cache.write().remove(&hub.name);
+        Ok(())
+    }
+
+    /// Creates the default hub when the server has none yet (first start on an empty data dir).
+    /// Returns the hub when it was created.
+    ///
+    /// # Errors
+    /// When the host name is invalid or the store fails.
+    pub async fn ensure_default(&self, host_name: &str, partition_count: u32) -> Result<Option<Arc<Hub>>, CoreError> {
+        if !self.cache.read().is_empty() {
+            return Ok(None);
+        }
+        let first_label = host_name.split('.').next().unwrap_or_default().to_ascii_lowercase();
+        let name = HubName::new(&first_label)?;
+        let hub = Hub::new(name, host_name, partition_count)?;
+        self.create(hub).await.map(Some)
+    }
+}
+
+/// Drops a `:port` suffix from a host (`localhost:443` → `localhost`), leaving IPv6 literals alone.
+pub fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split(']').next().map_or(host, |h| h.trim_start_matches('['));
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_port;
+
+    #[test]
+    fn strip_port_handles_names_ipv4_and_ipv6() {
+        assert_eq!(strip_port("localhost:443"), "localhost");
+        assert_eq!(strip_port("localhost"), "localhost");
+        assert_eq!(strip_port("127.0.0.1:8443"), "127.0.0.1");
+        assert_eq!(strip_port("[::1]:443"), "::1");
+    }
+}

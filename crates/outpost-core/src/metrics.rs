@@ -1,0 +1,163 @@
+//! Server metrics in the Prometheus text format, and the store decorator that times every
+//! storage call. No metrics crate: a handful of counters and histograms behind one short lock.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use outpost_model::{DeviceId, HubName, ModuleId};
+use parking_lot::Mutex;
+
+use crate::{DeviceCounts, DeviceRecord, Expected, ModuleRecord, RegistryStore, Revision, StoreError, Stored};
+
+/// Upper bounds of the latency histogram buckets, in seconds.
+const LATENCY_BUCKETS: [f64; 12] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        for (bucket, bound) in self.buckets.iter_mut().zip(LATENCY_BUCKETS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+}
+
+/// Counters and histograms of one server.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    http_requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    storage_latency: Mutex<BTreeMap<&'static str, Histogram>>,
+}
+
+impl Metrics {
+    /// Counts one HTTP request of `api` (a route family such as `devices`) answered with `status`.
+    pub fn record_http(&self, api: &'static str, status: u16) {
+        *self.http_requests.lock().entry((api, status)).or_default() += 1;
+    }
+
+    /// Records how long a storage operation took.
+    pub fn record_storage(&self, operation: &'static str, elapsed: Duration) {
+        self.storage_latency.lock().entry(operation).or_default().observe(elapsed.as_secs_f64());
+    }
+
+    /// Renders every metric, plus the per-hub device counts given, in the Prometheus text format.
+    pub fn render(&self, devices: &[(HubName, DeviceCounts)]) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP outpost_http_requests_total HTTP requests by API and status.\n");
+        out.push_str("# TYPE outpost_http_requests_total counter\n");
+        for ((api, status), count) in self.http_requests.lock().iter() {
+            let _ = writeln!(out, "outpost_http_requests_total{{api=\"{api}\",status=\"{status}\"}} {count}");
+        }
+        out.push_str("# HELP outpost_devices Devices per hub and status.\n");
+        out.push_str("# TYPE outpost_devices gauge\n");
+        for (hub, counts) in devices {
+            let _ = writeln!(out, "outpost_devices{{hub=\"{hub}\",status=\"enabled\"}} {}", counts.enabled);
+            let _ = writeln!(out, "outpost_devices{{hub=\"{hub}\",status=\"disabled\"}} {}", counts.disabled);
+        }
+        out.push_str("# HELP outpost_storage_operation_seconds Latency of storage operations.\n");
+        out.push_str("# TYPE outpost_storage_operation_seconds histogram\n");
+        let name = "outpost_storage_operation_seconds";
+        for (operation, histogram) in self.storage_latency.lock().iter() {
+            for (bound, count) in LATENCY_BUCKETS.iter().zip(histogram.buckets) {
+                let _ = writeln!(out, "{name}_bucket{{operation=\"{operation}\",le=\"{bound}\"}} {count}");
+            }
+            let _ = writeln!(out, "{name}_bucket{{operation=\"{operation}\",le=\"+Inf\"}} {}", histogram.count);
+            let _ = writeln!(out, "{name}_sum{{operation=\"{operation}\"}} {}", histogram.sum);
+            let _ = writeln!(out, "{name}_count{{operation=\"{operation}\"}} {}", histogram.count);
+        }
+        out
+    }
+}
+
+/// A [`RegistryStore`] that records the latency of every call of the store it wraps.
+pub struct TimedRegistryStore {
+    inner: Arc<dyn RegistryStore>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for TimedRegistryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimedRegistryStore").finish_non_exhaustive()
+    }
+}
+
+impl TimedRegistryStore {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn RegistryStore>, metrics: Arc<Metrics>) -> Self {
+        Self { inner, metrics }
+    }
+
+    async fn timed<T>(&self, operation: &'static str, call: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let result = call.await;
+        self.metrics.record_storage(operation, started.elapsed());
+        result
+    }
+}
+
+#[async_trait]
+impl RegistryStore for TimedRegistryStore {
+    async fn device(&self, hub: &HubName, id: &DeviceId) -> Result<Option<Stored<DeviceRecord>>, StoreError> {
+        self.timed("device", self.inner.device(hub, id)).await
+    }
+
+    async fn put_device(&self, hub: &HubName, record: &DeviceRecord, expected: Expected) -> Result<Revision, StoreError> {
+        self.timed("put_device", self.inner.put_device(hub, record, expected)).await
+    }
+
+    async fn delete_device(&self, hub: &HubName, id: &DeviceId, expected: Expected) -> Result<(), StoreError> {
+        self.timed("delete_device", self.inner.delete_device(hub, id, expected)).await
+    }
+
+    async fn list_devices(
+        &self,
+        hub: &HubName,
+        after: Option<&DeviceId>,
+        limit: usize,
+    ) -> Result<Vec<DeviceRecord>, StoreError> {
+        self.timed("list_devices", self.inner.list_devices(hub, after, limit)).await
+    }
+
+    async fn device_counts(&self, hub: &HubName) -> Result<DeviceCounts, StoreError> {
+        self.timed("device_counts", self.inner.device_counts(hub)).await
+    }
+
+    async fn module(
+        &self,
+        hub: &HubName,
+        device: &DeviceId,
+        module: &ModuleId,
+    ) -> Result<Option<Stored<ModuleRecord>>, StoreError> {
+        self.timed("module", self.inner.module(hub, device, module)).await
+    }
+
+    async fn put_module(&self, hub: &HubName, record: &ModuleRecord, expected: Expected) -> Result<Revision, StoreError> {
+        self.timed("put_module", self.inner.put_module(hub, record, expected)).await
+    }
+
+    async fn delete_module(
+        &self,
+        hub: &HubName,
+        device: &DeviceId,
+        module: &ModuleId,
+        expected: Expected,
+    ) -> Result<(), StoreError> {
+        self.timed("delete_module", self.inner.delete_module(hub, device, module, expected)).await
+    }
+
+    async fn list_modules(&self, hub: &HubName, device: &DeviceId) -> Result<Vec<ModuleRecord>, StoreError> {
+        self.timed("list_modules", self.inner.list_modules(hub, device)).await
+    }
+}

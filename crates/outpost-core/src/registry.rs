@@ -1,0 +1,364 @@
+//! Registry use cases: device and module identities (wire contract §5.2).
+//!
+//! `If-Match` rules, shared by every write here: a quoted or bare etag must equal the current
+//! one, `*` matches any existing record, and no header means "create" for PUT and
+//! "unconditional" for DELETE.
+
+use std::sync::Arc;
+
+use outpost_model::{
+    Authentication, Capabilities, ConnectionState, Device, DeviceId, DeviceStatus, Etag, Module, ModuleId,
+    Timestamp, Twin, TwinLimits, new_generation_id,
+};
+use serde::Deserialize;
+
+use crate::access::{Caller, Permission};
+use crate::{Clock, CoreError, DeviceCounts, DeviceRecord, Expected, ModuleRecord, RegistryStore, StoreError};
+
+/// Largest `top` of `GET /devices` (Azure's limit).
+pub const MAX_LIST_DEVICES: usize = 1000;
+
+/// How many times a compare-and-swap write is retried when another writer wins.
+pub(crate) const CAS_ATTEMPTS: usize = 16;
+
+/// The writable fields of a device, as a `PUT /devices/{id}` body carries them. Read-only
+/// fields that SDKs echo back (`etag`, `generationId`, `connectionState`…) are ignored.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceSpec {
+    /// Must equal the id in the path when present.
+    pub device_id: Option<String>,
+    /// Enabled or disabled.
+    pub status: Option<DeviceStatus>,
+    /// Free text explaining the status.
+    pub status_reason: Option<String>,
+    /// Credentials; empty keys are generated.
+    pub authentication: Option<Authentication>,
+    /// Capabilities.
+    pub capabilities: Option<Capabilities>,
+    /// Edge device scope.
+    pub device_scope: Option<String>,
+    /// Edge parent scopes.
+    pub parent_scopes: Option<Vec<String>>,
+}
+
+/// The writable fields of a module, as a `PUT /devices/{id}/modules/{mid}` body carries them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModuleSpec {
+    /// Must equal the device id in the path when present.
+    pub device_id: Option<String>,
+    /// Must equal the module id in the path when present.
+    pub module_id: Option<String>,
+    /// Who manages the module.
+    pub managed_by: Option<String>,
+    /// Credentials; empty keys are generated.
+    pub authentication: Option<Authentication>,
+}
+
+/// Device and module identities of the caller's hub.
+pub struct Registry {
+    pub(crate) store: Arc<dyn RegistryStore>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) twin_limits: TwinLimits,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("twin_limits", &self.twin_limits).finish_non_exhaustive()
+    }
+}
+
+/// Checks an optional `If-Match` header against the current etag.
+pub(crate) fn check_etag(current: &Etag, if_match: Option<&str>) -> Result<(), CoreError> {
+    match if_match {
+        Some(wanted) if !current.matches_if_match(wanted) => Err(CoreError::PreconditionFailed),
+        _ => Ok(()),
+    }
+}
+
+fn check_path_id(body_id: Option<&str>, path_id: &str, field: &str) -> Result<(), CoreError> {
+    match body_id {
+        Some(body_id) if !body_id.is_empty() && body_id != path_id => Err(CoreError::InvalidArgument(format!(
+            "{field} '{body_id}' in the body does not match '{path_id}' in the path"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+impl Registry {
+    /// Builds the registry service.
+    pub fn new(store: Arc<dyn RegistryStore>, clock: Arc<dyn Clock>, twin_limits: TwinLimits) -> Self {
+        Self { store, clock, twin_limits }
+    }
+
+    /// Returns the current time of the injected clock.
+    pub(crate) fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub(crate) async fn load_device(&self, caller: &Caller, id: &DeviceId) -> Result<crate::Stored<DeviceRecord>, CoreError> {
+        self.store.device(&caller.hub().name, id).await?.ok_or_else(|| CoreError::DeviceNotFound(id.clone()))
+    }
+
+    pub(crate) async fn load_module(
+        &self,
+        caller: &Caller,
+        device: &DeviceId,
+        module: &ModuleId,
+    ) -> Result<crate::Stored<ModuleRecord>, CoreError> {
+        self.store.module(&caller.hub().name, device, module).await?.ok_or_else(|| CoreError::ModuleNotFound {
+            device: device.clone(),
+            module: module.clone(),
+        })
+    }
+
+    /// Creates a device (no `If-Match`) or updates one (`If-Match` given), as `PUT /devices/{id}`.
+    ///
+    /// # Errors
+    /// `DeviceAlreadyExists` on create of an existing id, `DeviceNotFound` on update of a missing
+    /// one, `PreconditionFailed` on an etag mismatch, validation errors for the body.
+    pub async fn put_device(
+        &self,
+        caller: &Caller,
+        id: &DeviceId,
+        spec: DeviceSpec,
+        if_match: Option<&str>,
+    ) -> Result<Device, CoreError> {
+        caller.require(Permission::RegistryWrite)?;
+        check_path_id(spec.device_id.as_deref(), id.as_str(), "deviceId")?;
+        let hub = &caller.hub().name;
+        if if_match.is_none() {
+            let now = self.now();
+            let device = new_device(id.clone(), spec, now)?;
+            let record = DeviceRecord { device, twin: Twin::new(now) };
+            return match self.store.put_device(hub, &record, Expected::Absent).await {
+                Ok(_) => Ok(record.device),
+                Err(StoreError::Conflict) => Err(CoreError::DeviceAlreadyExists(id.clone())),
+                Err(other) => Err(other.into()),
+            };
+        }
+        for _ in 0..CAS_ATTEMPTS {
+            let stored = self.load_device(caller, id).await?;
+            check_etag(&stored.value.device.etag, if_match)?;
+            let mut record = stored.value;
+            record.device = updated_device(record.device, spec.clone(), self.now())?;
+            match self.store.put_device(hub, &record, Expected::Revision(stored.revision)).await {
+                Ok(_) => return Ok(record.device),
+                Err(StoreError::Conflict) => continue,
+                Err(StoreError::NotFound) => return Err(CoreError::DeviceNotFound(id.clone())),
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(CoreError::Contention)
+    }
+
+    /// Returns a device.
+    ///
+    /// # Errors
+    /// `DeviceNotFound`.
+    pub async fn device(&self, caller: &Caller, id: &DeviceId) -> Result<Device, CoreError> {
+        caller.require(Permission::RegistryRead)?;
+        Ok(self.load_device(caller, id).await?.value.device)
+    }
+
+    /// Deletes a device, its modules and twins.
+    ///
+    /// # Errors
+    /// `DeviceNotFound`, `PreconditionFailed`.
+    pub async fn delete_device(&self, caller: &Caller, id: &DeviceId, if_match: Option<&str>) -> Result<(), CoreError> {
+        caller.require(Permission::RegistryWrite)?;
+        for _ in 0..CAS_ATTEMPTS {
+            let stored = self.load_device(caller, id).await?;
+            check_etag(&stored.value.device.etag, if_match)?;
+            match self.store.delete_device(&caller.hub().name, id, Expected::Revision(stored.revision)).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict) => continue,
+                Err(StoreError::NotFound) => return Err(CoreError::DeviceNotFound(id.clone())),
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(CoreError::Contention)
+    }
+
+    /// Returns up to `top` devices ordered by id (`GET /devices?top=N`).
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn list_devices(&self, caller: &Caller, top: usize) -> Result<Vec<Device>, CoreError> {
+        caller.require(Permission::RegistryRead)?;
+        let limit = top.clamp(1, MAX_LIST_DEVICES);
+        let records = self.store.list_devices(&caller.hub().name, None, limit).await?;
+        Ok(records.into_iter().map(|record| record.device).collect())
+    }
+
+    /// Returns the hub's device counts (`GET /statistics/devices`).
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn device_counts(&self, caller: &Caller) -> Result<DeviceCounts, CoreError> {
+        caller.require(Permission::RegistryRead)?;
+        Ok(self.store.device_counts(&caller.hub().name).await?)
+    }
+
+    /// Creates or updates a module, as `PUT /devices/{id}/modules/{mid}`.
+    ///
+    /// # Errors
+    /// As [`Registry::put_device`], with `ModuleAlreadyExistsOnDevice`/`ModuleNotFound`, and
+    /// `DeviceNotFound` when the device does not exist.
+    pub async fn put_module(
+        &self,
+        caller: &Caller,
+        device_id: &DeviceId,
+        module_id: &ModuleId,
+        spec: ModuleSpec,
+        if_match: Option<&str>,
+    ) -> Result<Module, CoreError> {
+        caller.require(Permission::RegistryWrite)?;
+        check_path_id(spec.device_id.as_deref(), device_id.as_str(), "deviceId")?;
+        check_path_id(spec.module_id.as_deref(), module_id.as_str(), "moduleId")?;
+        let hub = &caller.hub().name;
+        if if_match.is_none() {
+            let now = self.now();
+            let module = Module {
+                module_id: module_id.clone(),
+                managed_by: spec.managed_by,
+                device_id: device_id.clone(),
+                generation_id: new_generation_id(),
+                etag: Etag::generate(),
+                connection_state: ConnectionState::Disconnected,
+                connection_state_updated_time: Timestamp::NEVER,
+                last_activity_time: Timestamp::NEVER,
+                cloud_to_device_message_count: 0,
+                authentication: spec.authentication.unwrap_or_default().completed(None)?,
+            };
+            let record = ModuleRecord { module, twin: Twin::new(now) };
+            return match self.store.put_module(hub, &record, Expected::Absent).await {
+                Ok(_) => Ok(record.module),
+                Err(StoreError::Conflict) => Err(CoreError::ModuleAlreadyExists {
+                    device: device_id.clone(),
+                    module: module_id.clone(),
+                }),
+                Err(StoreError::ParentMissing) => Err(CoreError::DeviceNotFound(device_id.clone())),
+                Err(other) => Err(other.into()),
+            };
+        }
+        for _ in 0..CAS_ATTEMPTS {
+            let stored = self.load_module(caller, device_id, module_id).await?;
+            check_etag(&stored.value.module.etag, if_match)?;
+            let mut record = stored.value;
+            if let Some(authentication) = spec.authentication.clone() {
+                record.module.authentication = authentication.completed(Some(&record.module.authentication))?;
+            }
+            if spec.managed_by.is_some() {
+                record.module.managed_by.clone_from(&spec.managed_by);
+            }
+            record.module.etag = Etag::generate();
+            match self.store.put_module(hub, &record, Expected::Revision(stored.revision)).await {
+                Ok(_) => return Ok(record.module),
+                Err(StoreError::Conflict) => continue,
+                Err(StoreError::NotFound | StoreError::ParentMissing) => {
+                    return Err(CoreError::ModuleNotFound { device: device_id.clone(), module: module_id.clone() });
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(CoreError::Contention)
+    }
+
+    /// Returns a module.
+    ///
+    /// # Errors
+    /// `ModuleNotFound`.
+    pub async fn module(&self, caller: &Caller, device_id: &DeviceId, module_id: &ModuleId) -> Result<Module, CoreError> {
+        caller.require(Permission::RegistryRead)?;
+        Ok(self.load_module(caller, device_id, module_id).await?.value.module)
+    }
+
+    /// Returns every module of a device.
+    ///
+    /// # Errors
+    /// `DeviceNotFound` when the device does not exist.
+    pub async fn list_modules(&self, caller: &Caller, device_id: &DeviceId) -> Result<Vec<Module>, CoreError> {
+        caller.require(Permission::RegistryRead)?;
+        self.load_device(caller, device_id).await?;
+        let records = self.store.list_modules(&caller.hub().name, device_id).await?;
+        Ok(records.into_iter().map(|record| record.module).collect())
+    }
+
+    /// Deletes a module and its twin.
+    ///
+    /// # Errors
+    /// `ModuleNotFound`, `PreconditionFailed`.
+    pub async fn delete_module(
+        &self,
+        caller: &Caller,
+        device_id: &DeviceId,
+        module_id: &ModuleId,
+        if_match: Option<&str>,
+    ) -> Result<(), CoreError> {
+        caller.require(Permission::RegistryWrite)?;
+        for _ in 0..CAS_ATTEMPTS {
+            let stored = self.load_module(caller, device_id, module_id).await?;
+            check_etag(&stored.value.module.etag, if_match)?;
+            let expected = Expected::Revision(stored.revision);
+            match self.store.delete_module(&caller.hub().name, device_id, module_id, expected).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict) => continue,
+                Err(StoreError::NotFound) => {
+                    return Err(CoreError::ModuleNotFound { device: device_id.clone(), module: module_id.clone() });
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(CoreError::Contention)
+    }
+}
+
+/// Builds a new device from a create request.
+pub(crate) fn new_device(id: DeviceId, spec: DeviceSpec, now: Timestamp) -> Result<Device, CoreError> {
+    let status = spec.status.unwrap_or_default();
+    Ok(Device {
+        device_id: id,
+        generation_id: new_generation_id(),
+        etag: Etag::generate(),
+        connection_state: ConnectionState::Disconnected,
+        status,
+        status_reason: spec.status_reason,
+        connection_state_updated_time: Timestamp::NEVER,
+        status_updated_time: if status == DeviceStatus::Enabled { Timestamp::NEVER } else { now },
+        last_activity_time: Timestamp::NEVER,
+        cloud_to_device_message_count: 0,
+        authentication: spec.authentication.unwrap_or_default().completed(None)?,
+        capabilities: spec.capabilities.unwrap_or_default(),
+        device_scope: spec.device_scope,
+        parent_scopes: spec.parent_scopes.unwrap_or_default(),
+    })
+}
+
+/// Applies an update request to an existing device; absent fields keep their values.
+pub(crate) fn updated_device(mut device: Device, spec: DeviceSpec, now: Timestamp) -> Result<Device, CoreError> {
+    if let Some(status) = spec.status {
+        if status != device.status {
+            device.status_updated_time = now;
+        }
+        device.status = status;
+    }
+    if spec.status_reason.is_some() {
+        device.status_reason = spec.status_reason;
+    }
+    if let Some(authentication) = spec.authentication {
+        device.authentication = authentication.completed(Some(&device.authentication))?;
+    }
+    if let Some(capabilities) = spec.capabilities {
+        device.capabilities = capabilities;
+    }
+    if spec.device_scope.is_some() {
+        device.device_scope = spec.device_scope;
+    }
+    if let Some(parent_scopes) = spec.parent_scopes {
+        device.parent_scopes = parent_scopes;
+    }
+    device.etag = Etag::generate();
+    Ok(device)
+}

@@ -1,0 +1,179 @@
+//! Twin use cases of the service side: read, patch and replace device and module twins, and
+//! their JSON rendering in Azure's Twin shape (wire contract §5.3).
+
+use outpost_model::{AuthenticationType, DeviceId, ModuleId, TwinUpdate};
+use serde_json::{Map, Value, json};
+
+use crate::access::{Caller, Permission};
+use crate::registry::{CAS_ATTEMPTS, Registry, check_etag};
+use crate::{CoreError, DeviceRecord, Expected, ModuleRecord, StoreError};
+
+/// Whether a twin write merges (PATCH) or replaces (PUT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TwinWrite {
+    /// JSON merge patch of tags and desired properties.
+    Patch,
+    /// Replace tags and desired properties.
+    Replace,
+}
+
+impl Registry {
+    /// Returns a device twin in Azure's Twin shape.
+    ///
+    /// # Errors
+    /// `DeviceNotFound`.
+    pub async fn device_twin(&self, caller: &Caller, id: &DeviceId) -> Result<Value, CoreError> {
+        caller.require(Permission::TwinRead)?;
+        Ok(device_twin_json(&self.load_device(caller, id).await?.value))
+    }
+
+    /// Patches or replaces a device twin's tags and desired properties.
+    ///
+    /// # Errors
+    /// `DeviceNotFound`, `PreconditionFailed` (twin etag), twin rule and limit violations.
+    pub async fn write_device_twin(
+        &self,
+        caller: &Caller,
+        id: &DeviceId,
+        update: &TwinUpdate,
+        mode: TwinWrite,
+        if_match: Option<&str>,
+    ) -> Result<Value, CoreError> {
+        caller.require(Permission::TwinWrite)?;
+        for _ in 0..CAS_ATTEMPTS {
+            let stored = self.load_device(caller, id).await?;
+            check_etag(&stored.value.twin.etag(), if_match)?;
+            let mut record = stored.value;
+            self.apply(&mut record.twin, update, mode)?;
+            match self.store.put_device(&caller.hub().name, &record, Expected::Revision(stored.revision)).await {
+                Ok(_) => return Ok(device_twin_json(&record)),
+                Err(StoreError::Conflict) => continue,
+                Err(StoreError::NotFound) => return Err(CoreError::DeviceNotFound(id.clone())),
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(CoreError::Contention)
+    }
+
+    /// Returns a module twin in Azure's Twin shape.
+    ///
+    /// # Errors
+    /// `ModuleNotFound`.
+    pub async fn module_twin(&self, caller: &Caller, device: &DeviceId, module: &ModuleId) -> Result<Value, CoreError> {
+        caller.require(Permission::TwinRead)?;
+        Ok(module_twin_json(&self.load_module(caller, device, module).await?.value))
+    }
+
+    /// Patches or replaces a module twin's tags and desired properties.
+    ///
+    /// # Errors
+    /// `ModuleNotFound`, `PreconditionFailed` (twin etag), twin rule and limit violations.
+    pub async fn write_module_twin(
+        &self,
+        caller: &Caller,
+        device: &DeviceId,
+        module: &ModuleId,
+        update: &TwinUpdate,
+        mode: TwinWrite,
+        if_match: Option<&str>,
+    ) -> Result<Value, CoreError> {
+        caller.require(Permission::TwinWrite)?;
+        for _ in 0..CAS_ATTEMPTS {
+            let stored = self.load_module(caller, device, module).await?;
+            check_etag(&stored.value.twin.etag(), if_match)?;
+            let mut record = stored.value;
+            self.apply(&mut record.twin, update, mode)?;
+            match self.store.put_module(&caller.hub().name, &record, Expected::Revision(stored.revision)).await {
+                Ok(_) => return Ok(module_twin_json(&record)),
+                Err(StoreError::Conflict) => continue,
+                Err(StoreError::NotFound | StoreError::ParentMissing) => {
+                    return Err(CoreError::ModuleNotFound { device: device.clone(), module: module.clone() });
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(CoreError::Contention)
+    }
+
+    pub(crate) fn apply(&self, twin: &mut outpost_model::Twin, update: &TwinUpdate, mode: TwinWrite) -> Result<(), CoreError> {
+        let now = self.now();
+        match mode {
+            TwinWrite::Patch => twin.apply_patch(update, now, &self.twin_limits)?,
+            TwinWrite::Replace => twin.replace(update, now, &self.twin_limits)?,
+        }
+        Ok(())
+    }
+}
+
+fn authentication_type_name(kind: AuthenticationType) -> &'static str {
+    match kind {
+        AuthenticationType::Sas => "sas",
+        AuthenticationType::SelfSigned => "selfSigned",
+        AuthenticationType::CertificateAuthority => "certificateAuthority",
+        AuthenticationType::None => "none",
+    }
+}
+
+fn insert_tags(out: &mut Map<String, Value>, tags: &Map<String, Value>) {
+    // Azure omits `tags` from a twin that has none.
+    if !tags.is_empty() {
+        out.insert("tags".into(), Value::Object(tags.clone()));
+    }
+}
+
+/// Renders a device twin in Azure's Twin shape.
+pub fn device_twin_json(record: &DeviceRecord) -> Value {
+    let device = &record.device;
+    let twin = &record.twin;
+    let mut out = json!({
+        "deviceId": device.device_id,
+        "etag": twin.etag(),
+        "deviceEtag": device.etag,
+        "status": device.status,
+        "statusReason": device.status_reason,
+        "statusUpdateTime": device.status_updated_time,
+        "connectionState": device.connection_state,
+        "lastActivityTime": device.last_activity_time,
+        "cloudToDeviceMessageCount": device.cloud_to_device_message_count,
+        "authenticationType": authentication_type_name(device.authentication.kind),
+        "x509Thumbprint": device.authentication.x509_thumbprint,
+        "modelId": "",
+        "version": twin.version,
+    });
+    let Value::Object(map) = &mut out else { unreachable!("json! object literal") };
+    insert_tags(map, &twin.tags);
+    map.insert("properties".into(), twin.properties_json());
+    map.insert("capabilities".into(), json!(device.capabilities));
+    if let Some(scope) = &device.device_scope {
+        map.insert("deviceScope".into(), json!(scope));
+    }
+    if !device.parent_scopes.is_empty() {
+        map.insert("parentScopes".into(), json!(device.parent_scopes));
+    }
+    out
+}
+
+/// Renders a module twin in Azure's Twin shape.
+pub fn module_twin_json(record: &ModuleRecord) -> Value {
+    let module = &record.module;
+    let twin = &record.twin;
+    let mut out = json!({
+        "deviceId": module.device_id,
+        "moduleId": module.module_id,
+        "etag": twin.etag(),
+        "deviceEtag": module.etag,
+        "status": "enabled",
+        "statusUpdateTime": outpost_model::Timestamp::NEVER,
+        "connectionState": module.connection_state,
+        "lastActivityTime": module.last_activity_time,
+        "cloudToDeviceMessageCount": module.cloud_to_device_message_count,
+        "authenticationType": authentication_type_name(module.authentication.kind),
+        "x509Thumbprint": module.authentication.x509_thumbprint,
+        "modelId": "",
+        "version": twin.version,
+    });
+    let Value::Object(map) = &mut out else { unreachable!("json! object literal") };
+    insert_tags(map, &twin.tags);
+    map.insert("properties".into(), twin.properties_json());
+    out
+}

@@ -1,0 +1,83 @@
+//! Outpost's HTTP front door (axum): the Azure IoT Hub service REST API on the HTTPS listener,
+//! and the operator API on its own listener.
+//!
+//! Layer: a front door. Depends on `outpost-core` (services, errors), `outpost-model` and
+//! `outpost-auth`; never on a storage backend or another front door. Errors are mapped to HTTP
+//! once, in [`error`].
+//!
+//! * [`service`]: devices, modules, twins, bulk, statistics (wire contract §5).
+//! * [`operator`]: hubs, connection strings, metrics, and forwarding to the service routes.
+//! * [`request`]: extractors: authenticated caller, api-version, If-Match, JSON bodies.
+//! * [`error`]: [`ApiError`], the Azure error body.
+
+pub mod error;
+pub mod operator;
+pub mod request;
+pub mod service;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use outpost_core::Outpost;
+
+pub use error::ApiError;
+pub use operator::{HubDefaults, HubsChanged, OperatorState};
+
+/// State of the service routes.
+#[derive(Debug, Clone)]
+pub struct ServiceState {
+    /// The hub services.
+    pub outpost: Outpost,
+}
+
+/// Returns the router of the HTTPS listener: the service REST API.
+pub fn service_router(outpost: Outpost) -> Router {
+    let state = ServiceState { outpost };
+    service::routes()
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Returns the router of the operator listener.
+pub fn operator_router(state: OperatorState) -> Router {
+    operator::routes(state)
+}
+
+async fn unknown_route() -> ApiError {
+    ApiError::with_status(StatusCode::NOT_FOUND, "NotFound", "no such resource")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::with_status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "the method is not allowed on this resource")
+}
+
+/// Names the API family of a route for metrics (bounded label values).
+fn api_family(route: Option<&str>) -> &'static str {
+    match route {
+        Some("/devices") => "devices",
+        Some(route) if route.starts_with("/devices/{id}/modules") => "modules",
+        Some(route) if route.starts_with("/devices/") => "device",
+        Some(route) if route.starts_with("/twins/") => "twins",
+        Some(route) if route.starts_with("/statistics/") => "statistics",
+        _ => "unknown",
+    }
+}
+
+/// Counts every request by API family and status, and logs it without its credentials.
+async fn observe(State(state): State<ServiceState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let family = api_family(request.extensions().get::<MatchedPath>().map(MatchedPath::as_str));
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    state.outpost.metrics.record_http(family, status);
+    tracing::debug!(%method, %path, status, elapsed_us = started.elapsed().as_micros() as u64, "service request");
+    response
+}

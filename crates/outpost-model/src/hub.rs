@@ -1,0 +1,143 @@
+//! Hubs (tenants) and their shared access policies.
+
+use outpost_auth::{Rights, SymmetricKey};
+use serde::{Deserialize, Serialize};
+
+use crate::{HubName, ModelError, PolicyName, Timestamp};
+
+/// One IoT hub served by this Outpost server. Every record belongs to exactly one hub.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hub {
+    /// The hub's name: the first DNS label of `host_name`.
+    pub name: HubName,
+    /// The host name devices and services connect to; requests are routed to the hub by it.
+    pub host_name: String,
+    /// Partitions of the built-in Event Hubs-compatible endpoint, fixed at creation.
+    pub partition_count: u32,
+    /// When the hub was created.
+    pub created: Timestamp,
+    /// The hub's shared access policies.
+    pub policies: Vec<SharedAccessPolicy>,
+}
+
+/// Allowed partition counts of the built-in endpoint (Azure allows 2 to 128).
+pub const PARTITION_COUNT_RANGE: std::ops::RangeInclusive<u32> = 1..=128;
+
+impl Hub {
+    /// Builds a new hub with Azure's five standard policies and fresh random keys.
+    ///
+    /// # Errors
+    /// When the host name is not a valid DNS name whose first label equals `name`, or the
+    /// partition count is out of range.
+    pub fn new(name: HubName, host_name: &str, partition_count: u32) -> Result<Self, ModelError> {
+        validate_host_name(&name, host_name)?;
+        if !PARTITION_COUNT_RANGE.contains(&partition_count) {
+            return Err(ModelError::InvalidField {
+                field: "partitionCount",
+                reason: format!("must be between 1 and 128, not {partition_count}"),
+            });
+        }
+        Ok(Self {
+            name,
+            host_name: host_name.to_ascii_lowercase(),
+            partition_count,
+            created: Timestamp::now(),
+            policies: SharedAccessPolicy::standard_set(),
+        })
+    }
+
+    /// Returns the policy named `name`, compared case-insensitively as Azure does.
+    pub fn policy(&self, name: &str) -> Option<&SharedAccessPolicy> {
+        self.policies.iter().find(|p| p.key_name.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+fn validate_host_name(name: &HubName, host_name: &str) -> Result<(), ModelError> {
+    let invalid = |reason: String| ModelError::InvalidField { field: "hostName", reason };
+    if host_name.is_empty() || host_name.len() > 253 {
+        return Err(invalid("must be 1 to 253 characters".into()));
+    }
+    for label in host_name.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Err(invalid(format!("'{host_name}' is not a DNS name")));
+        }
+    }
+    let first = host_name.split('.').next().unwrap_or_default();
+    if !first.eq_ignore_ascii_case(name.as_str()) {
+        return Err(invalid(format!("the first label of '{host_name}' must be the hub name '{name}'")));
+    }
+    Ok(())
+}
+
+/// A shared access policy: a named pair of keys granting rights on the hub.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SharedAccessPolicy {
+    /// The policy's name (`skn` in SAS tokens, `SharedAccessKeyName` in connection strings).
+    pub key_name: PolicyName,
+    /// The primary key.
+    pub primary_key: SymmetricKey,
+    /// The secondary key.
+    pub secondary_key: SymmetricKey,
+    /// What holders of the keys may do.
+    pub rights: Rights,
+}
+
+impl SharedAccessPolicy {
+    /// Builds a policy with fresh random keys.
+    pub fn generate(key_name: PolicyName, rights: Rights) -> Self {
+        Self { key_name, primary_key: SymmetricKey::generate(), secondary_key: SymmetricKey::generate(), rights }
+    }
+
+    /// Returns Azure's standard policies: iothubowner, service, device, registryRead and
+    /// registryReadWrite, each with fresh random 256-bit keys.
+    pub fn standard_set() -> Vec<Self> {
+        let standard = [
+            (
+                "iothubowner",
+                Rights::REGISTRY_READ | Rights::REGISTRY_WRITE | Rights::SERVICE_CONNECT | Rights::DEVICE_CONNECT,
+            ),
+            ("service", Rights::SERVICE_CONNECT),
+            ("device", Rights::DEVICE_CONNECT),
+            ("registryRead", Rights::REGISTRY_READ),
+            ("registryReadWrite", Rights::REGISTRY_READ | Rights::REGISTRY_WRITE),
+        ];
+        standard
+            .into_iter()
+            .map(|(name, rights)| Self::generate(PolicyName::new(name).expect("standard policy names are valid"), rights))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_hub_has_the_five_standard_policies_with_distinct_keys() {
+        let hub = Hub::new(HubName::new("localhost").unwrap(), "localhost", 4).unwrap();
+        let names: Vec<_> = hub.policies.iter().map(|p| p.key_name.as_str()).collect();
+        assert_eq!(names, ["iothubowner", "service", "device", "registryRead", "registryReadWrite"]);
+        let mut keys: Vec<_> =
+            hub.policies.iter().flat_map(|p| [p.primary_key.as_str(), p.secondary_key.as_str()]).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), 10);
+        assert!(hub.policy("IOTHUBOWNER").is_some());
+    }
+
+    #[test]
+    fn host_name_must_start_with_the_hub_name() {
+        let name = HubName::new("plant1").unwrap();
+        assert!(Hub::new(name.clone(), "plant1.example.com", 4).is_ok());
+        assert!(Hub::new(name.clone(), "plant2.example.com", 4).is_err());
+        assert!(Hub::new(name.clone(), "plant1..com", 4).is_err());
+        assert!(Hub::new(name, "plant1", 0).is_err());
+    }
+}

@@ -1,0 +1,32 @@
+//! The Outpost domain model: hubs, shared access policies, devices, modules, twins and the
+//! rules that govern them (id syntax, twin merge semantics, twin limits, error codes).
+//!
+//! Layer: pure. No async, no I/O; depends only on `outpost-auth` for credential types.
+//! Everything above it (core, stores, front doors) speaks these types. The serde shapes
+//! of [`Device`] and [`Module`] are Azure IoT Hub's REST shapes (wire contract §5.3), so the
+//! front doors do not keep a second copy of them.
+//!
+//! * [`id`]: validated identifiers ([`HubName`], [`DeviceId`], [`ModuleId`], [`PolicyName`]).
+//! * [`timestamp`]: [`Timestamp`], formatted the way Azure formats times.
+//! * [`hub`]: [`Hub`] and its [`SharedAccessPolicy`]s.
+//! * [`identity`]: [`Device`], [`Module`], their [`Authentication`] and statuses.
+//! * [`twin`]: [`Twin`] documents, merge-patch and replace rules, `$metadata`, limits.
+//! * [`error`]: [`ModelError`] and the Azure [`ErrorCode`] every error is classified into.
+
+pub mod error;
+pub mod hub;
+pub mod id;
+pub mod identity;
+pub mod timestamp;
+pub mod twin;
+
+pub use error::{ErrorCode, HasErrorCode, ModelError};
+pub use hub::{Hub, SharedAccessPolicy};
+pub use id::{DeviceId, Etag, HubName, ModuleId, PolicyName};
+pub use identity::{
+    new_generation_id,
+    Authentication, AuthenticationType, Capabilities, ConnectionState, Device, DeviceStatus, Module,
+    SymmetricKeyPair, X509Thumbprints,
+};
+pub use timestamp::Timestamp;
+pub use twin::{Twin, TwinLimits, TwinSection, TwinUpdate};

@@ -1,0 +1,317 @@
+//! The server's configuration: plain structs with defaults, loaded from an optional TOML file,
+//! then the `OUTPOST_*` environment overlay, then command-line flags (applied by the binary).
+//! Loading is a pure function of the text and the environment map, so it is testable.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Errors loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML text does not parse or has unknown keys.
+    #[error("invalid configuration file")]
+    Parse(#[source] toml::de::Error),
+    /// An `OUTPOST_*` variable holds a value of the wrong type.
+    #[error("environment variable {name} is invalid: {reason}")]
+    Env {
+        /// The variable.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration (`config/outpost.example.toml` lists every option).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutpostConfig {
+    /// Format version of this file.
+    pub version: u32,
+    /// Where hubs, identities, TLS material and the operator token live.
+    pub data_dir: PathBuf,
+    /// Hub defaults.
+    pub hub: HubConfig,
+    /// The HTTPS listener (service REST API).
+    pub https: HttpsConfig,
+    /// The operator API listener.
+    pub operator: OperatorConfig,
+    /// TLS certificates.
+    pub tls: TlsConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// Hub defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HubConfig {
+    /// Host name of the hub created on first start.
+    pub default_host_name: String,
+    /// New hubs created without a host name get `<name>.<domain>`.
+    pub domain: String,
+    /// Partitions of the built-in Event Hubs-compatible endpoint of new hubs (fixed at creation).
+    pub partition_count: u32,
+}
+
+/// The HTTPS listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpsConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Most concurrent connections; more wait to be accepted.
+    pub max_connections: usize,
+}
+
+/// The operator API listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OperatorConfig {
+    /// Address to listen on (loopback by default: the API manages every hub).
+    pub listen: SocketAddr,
+}
+
+/// TLS certificates. Without `cert` and `key`, Outpost issues its own from a development CA in
+/// `<data_dir>/tls`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain supplied by the operator.
+    pub cert: Option<PathBuf>,
+    /// PEM private key supplied by the operator.
+    pub key: Option<PathBuf>,
+    /// How often the certificate files are checked for changes, in seconds.
+    pub reload_interval_secs: u64,
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter such as `info` or `outpost_http=debug,info`.
+    pub level: String,
+}
+
+impl Default for OutpostConfig {
+    fn default() -> Self {
+        Self {
+            version: 1,
+            data_dir: PathBuf::from("outpost-data"),
+            hub: HubConfig::default(),
+            https: HttpsConfig::default(),
+            operator: OperatorConfig::default(),
+            tls: TlsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            default_host_name: "localhost".into(),
+            domain: "localhost".into(),
+            partition_count: 4,
+        }
+    }
+}
+
+impl Default for HttpsConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 443)),
+            max_connections: 10_000,
+        }
+    }
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8089)),
+        }
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert: None,
+            key: None,
+            reload_interval_secs: 10,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// Options that may be unset, so that they are missing from the default table but still
+/// reachable from the environment.
+const OPTIONAL_LEAVES: [(&str, &str); 2] = [("tls", "cert"), ("tls", "key")];
+
+impl OutpostConfig {
+    /// Parses `text` (absent: all defaults), applies `OUTPOST_<SECTION>_<KEY>` (and
+    /// `OUTPOST_DATA_DIR`) from `env`, and validates the result.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for unknown keys, wrong types or invalid values.
+    pub fn load(text: Option<&str>, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let parsed: Self = toml::from_str(text.unwrap_or_default()).map_err(ConfigError::Parse)?;
+        let mut table = toml::Table::try_from(&parsed).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let defaults =
+            toml::Table::try_from(Self::default()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        for (key, default) in &defaults {
+            match default {
+                toml::Value::Table(section) => {
+                    let leaves: Vec<(String, Option<&toml::Value>)> = section
+                        .iter()
+                        .map(|(leaf, value)| (leaf.clone(), Some(value)))
+                        .chain(
+                            OPTIONAL_LEAVES
+                                .iter()
+                                .filter(|(s, _)| s == key)
+                                .map(|(_, leaf)| ((*leaf).to_owned(), None)),
+                        )
+                        .collect();
+                    for (leaf, default_value) in leaves {
+                        let name = format!("OUTPOST_{}_{}", key.to_uppercase(), leaf.to_uppercase());
+                        if let Some(raw) = env.get(&name) {
+                            let value = env_value(&name, raw, default_value)?;
+                            if let Some(toml::Value::Table(section)) = table.get_mut(key) {
+                                section.insert(leaf, value);
+                            }
+                        }
+                    }
+                }
+                scalar => {
+                    let name = format!("OUTPOST_{}", key.to_uppercase());
+                    if let Some(raw) = env.get(&name) {
+                        table.insert(key.clone(), env_value(&name, raw, Some(scalar))?);
+                    }
+                }
+            }
+        }
+        let config: Self = table.try_into().map_err(|e: toml::de::Error| ConfigError::Env {
+            name: "OUTPOST_*".into(),
+            reason: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that serde cannot.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.version != 1 {
+            return Err(ConfigError::Invalid(format!(
+                "unsupported version {}",
+                self.version
+            )));
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls.cert and tls.key must be given together".into(),
+            ));
+        }
+        if !(1..=128).contains(&self.hub.partition_count) {
+            return Err(ConfigError::Invalid(
+                "hub.partition_count must be between 1 and 128".into(),
+            ));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid("log.format must be text or json".into()));
+        }
+        if self.https.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "https.max_connections must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Renders the configuration as TOML (`outpost config show`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
+    }
+}
+
+fn env_value(name: &str, raw: &str, like: Option<&toml::Value>) -> Result<toml::Value, ConfigError> {
+    let invalid = |reason: &str| ConfigError::Env {
+        name: name.to_owned(),
+        reason: reason.to_owned(),
+    };
+    Ok(match like {
+        Some(toml::Value::Integer(_)) => {
+            toml::Value::Integer(raw.parse().map_err(|_| invalid("expected an integer"))?)
+        }
+        Some(toml::Value::Boolean(_)) => {
+            toml::Value::Boolean(raw.parse().map_err(|_| invalid("expected true or false"))?)
+        }
+        _ => toml::Value::String(raw.to_owned()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn example_file_lists_every_option_with_its_default() {
+        let text = include_str!("../../../config/outpost.example.toml");
+        assert_eq!(
+            OutpostConfig::load(Some(text), &HashMap::new()).unwrap(),
+            OutpostConfig::default()
+        );
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let config = OutpostConfig::load(
+            Some("data_dir = \"/from/file\"\n[https]\nlisten = \"127.0.0.1:8443\"\n"),
+            &env(&[
+                ("OUTPOST_DATA_DIR", "/from/env"),
+                ("OUTPOST_HUB_PARTITION_COUNT", "8"),
+                ("OUTPOST_TLS_CERT", "/c.pem"),
+                ("OUTPOST_TLS_KEY", "/k.pem"),
+                ("OUTPOST_UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/from/env"));
+        assert_eq!(config.https.listen, "127.0.0.1:8443".parse().unwrap());
+        assert_eq!(config.hub.partition_count, 8);
+        assert_eq!(config.tls.cert, Some(PathBuf::from("/c.pem")));
+    }
+
+    #[test]
+    fn bad_values_are_reported() {
+        assert!(OutpostConfig::load(Some("nope = 1"), &HashMap::new()).is_err());
+        assert!(OutpostConfig::load(None, &env(&[("OUTPOST_HUB_PARTITION_COUNT", "many")])).is_err());
+        assert!(OutpostConfig::load(None, &env(&[("OUTPOST_TLS_CERT", "/only-cert.pem")])).is_err());
+        assert!(OutpostConfig::load(None, &env(&[("OUTPOST_HTTPS_LISTEN", "not an address")])).is_err());
+    }
+}

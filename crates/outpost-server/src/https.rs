@@ -1,0 +1,218 @@
+//! HTTP listeners: HTTPS for devices and services (the IoT Hub REST surface, later WebSockets for
+//! MQTT and AMQP), and plain HTTP for the loopback operator API.
+//!
+//! The HTTPS accept loop is hand-written rather than `axum::serve` because it needs TLS, a cap on
+//! concurrent connections, a handshake deadline and per-connection isolation: one bad peer logs
+//! at debug and never affects another.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt as _;
+use tracing::{debug, error, info, warn};
+
+use crate::tls::ErrorChain;
+
+/// How long in-flight requests may run after shutdown starts before their connections are closed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Pause after an accept error that is not about one connection (such as running out of file
+/// descriptors), so the loop does not spin while the condition lasts.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Limits protecting an HTTPS listener from too many or too slow clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections served at once; when reached, the listener stops accepting until one closes.
+    pub max_connections: usize,
+    /// Time a client has to complete the TLS handshake.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves `router` over HTTPS/1.1 on `listener` until `cancel` fires.
+///
+/// Handlers can extract the peer address with [`ConnectInfo<SocketAddr>`] and upgrade
+/// connections (WebSockets). On cancellation the listener closes at once, in-flight requests get
+/// a few seconds to finish, and then the function returns. `tls` should offer ALPN `http/1.1`
+/// only, since only HTTP/1.1 is served.
+///
+/// # Errors
+///
+/// Currently always returns `Ok`: accept errors are logged and retried, and connection errors
+/// only end their own connection.
+pub async fn serve_https(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
+    limits: ConnectionLimits,
+    cancel: CancellationToken,
+) -> io::Result<()> {
+    let acceptor = TlsAcceptor::from(tls);
+    // Zero would never accept anything; treat it as one.
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let tracker = TaskTracker::new();
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, "https listener started");
+    }
+
+    loop {
+        // Taking the permit before accepting leaves excess clients in the kernel backlog.
+        let permit = tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_closed) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    handle_accept_error(&e, &cancel).await;
+                    continue;
+                }
+            },
+        };
+        tracker.spawn(serve_connection(
+            stream,
+            peer,
+            acceptor.clone(),
+            router.clone(),
+            limits.handshake_timeout,
+            cancel.clone(),
+            permit,
+        ));
+    }
+
+    // Refuse new clients right away instead of leaving them in the backlog during the grace period.
+    drop(listener);
+    tracker.close();
+    // Connections bound their own shutdown by SHUTDOWN_GRACE; the margin covers scheduling.
+    if tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            open = tracker.len(),
+            "https connections still open after shutdown grace period"
+        );
+    }
+    Ok(())
+}
+
+/// Serves `router` over plain HTTP on `listener` until `cancel` fires, then waits for open
+/// connections to finish. Meant for the loopback operator API; handlers can extract
+/// [`ConnectInfo<SocketAddr>`].
+///
+/// # Errors
+///
+/// Returns the error `axum::serve` reports.
+pub async fn serve_http(listener: TcpListener, router: Router, cancel: CancellationToken) -> io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(cancel.cancelled_owned())
+    .await
+}
+
+/// Logs an accept error; waits briefly unless it concerned only the one connection.
+async fn handle_accept_error(e: &io::Error, cancel: &CancellationToken) {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionRefused
+    ) {
+        debug!(error = %e, "accept failed");
+        return;
+    }
+    error!(error = %e, "accept failed");
+    tokio::select! {
+        () = cancel.cancelled() => {}
+        () = tokio::time::sleep(ACCEPT_ERROR_BACKOFF) => {}
+    }
+}
+
+/// Runs one connection: TLS handshake, then HTTP/1.1 until the client leaves or shutdown.
+/// Holds `_permit` for the connection's whole life.
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    router: Router,
+    handshake_timeout: Duration,
+    cancel: CancellationToken,
+    _permit: OwnedSemaphorePermit,
+) {
+    // Device requests are small and latency-sensitive.
+    if let Err(e) = stream.set_nodelay(true) {
+        debug!(%peer, error = %e, "set tcp nodelay failed");
+    }
+    let tls_stream = tokio::select! {
+        () = cancel.cancelled() => return,
+        handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)) => match handshake {
+            Ok(Ok(tls_stream)) => tls_stream,
+            Ok(Err(e)) => {
+                debug!(%peer, error = %ErrorChain(&e), "tls handshake failed");
+                return;
+            }
+            Err(_elapsed) => {
+                debug!(%peer, "tls handshake timed out");
+                return;
+            }
+        },
+    };
+
+    let service = router.map_request(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        request
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        // The timer enables hyper's header read timeout (30 s), which also closes idle
+        // keep-alive connections so they do not hold a permit forever.
+        .timer(TokioTimer::new())
+        .serve_connection(TokioIo::new(tls_stream), TowerToHyperService::new(service))
+        .with_upgrades();
+    let mut connection = pin!(connection);
+
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = cancel.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            match tokio::time::timeout(SHUTDOWN_GRACE, connection.as_mut()).await {
+                Ok(result) => result,
+                Err(_elapsed) => {
+                    debug!(%peer, "closing https connection after shutdown grace period");
+                    return;
+                }
+            }
+        }
+    };
+    if let Err(e) = result {
+        debug!(%peer, error = %ErrorChain(&e), "https connection ended with error");
+    }
+}

@@ -1,0 +1,284 @@
+//! Starting and stopping one Outpost server: config → embedded backends → services → TLS →
+//! listeners. Tests start servers in-process on `127.0.0.1:0` through [`Server::start`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use outpost_auth::ServiceConnectionString;
+use outpost_core::{Backends, CoreError, Outpost, SystemClock};
+use outpost_http::{HubDefaults, OperatorState};
+use outpost_model::TwinLimits;
+use outpost_store::EmbeddedStore;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::OutpostConfig;
+use crate::https::{ConnectionLimits, serve_http, serve_https};
+use crate::tls::{self, CertificateFiles, DevCa, ReloadingCertResolver, TlsError};
+
+/// Name of the file, in the data dir, holding the operator API's bearer token.
+pub const OPERATOR_TOKEN_FILE: &str = "operator-token";
+/// Name of the file, in the data dir, holding the operator API's URL while the server runs.
+/// It is written after every listener is bound, so its presence means "ready".
+pub const OPERATOR_ENDPOINT_FILE: &str = "operator-endpoint";
+
+/// Errors starting a server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The data dir or a file in it cannot be used.
+    #[error("cannot use {}", path.display())]
+    DataDir {
+        /// The path.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The embedded store cannot be opened.
+    #[error("cannot open the embedded store")]
+    Store(#[source] outpost_core::StoreError),
+    /// The hub core failed to start.
+    #[error("cannot start the hub core")]
+    Core(#[source] CoreError),
+    /// TLS material cannot be created or loaded.
+    #[error("cannot set up tls")]
+    Tls(#[source] TlsError),
+    /// A listener cannot be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    /// The hub services (tests reach into them).
+    pub outpost: Outpost,
+    /// Where the HTTPS listener is bound.
+    pub https_addr: SocketAddr,
+    /// Where the operator listener is bound.
+    pub operator_addr: SocketAddr,
+    /// The development CA certificate, when Outpost issues its own certificates.
+    pub ca_path: Option<PathBuf>,
+    data_dir: PathBuf,
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Opens the data dir, creates the default hub on first start, sets up TLS and starts the
+    /// listeners.
+    ///
+    /// # Errors
+    /// [`ServerError`] when any step fails; nothing keeps running then.
+    pub async fn start(config: &OutpostConfig) -> Result<Self, ServerError> {
+        let data_dir = config.data_dir.clone();
+        create_dir(&data_dir)?;
+        let store = EmbeddedStore::open(&data_dir.join("registry.redb")).map_err(ServerError::Store)?;
+        let backends = Backends {
+            hubs: Arc::new(store.clone()),
+            registry: Arc::new(store),
+            clock: Arc::new(SystemClock),
+        };
+        let outpost = Outpost::start(backends, TwinLimits::default())
+            .await
+            .map_err(ServerError::Core)?;
+        if let Some(hub) = outpost
+            .hubs
+            .ensure_default(&config.hub.default_host_name, config.hub.partition_count)
+            .await
+            .map_err(ServerError::Core)?
+        {
+            tracing::info!(hub = %hub.name, host = %hub.host_name, "created the default hub");
+        }
+        let token = operator_token(&data_dir)?;
+        let cancel = CancellationToken::new();
+
+        let (files, dev_ca) = match (&config.tls.cert, &config.tls.key) {
+            (Some(cert), Some(key)) => (
+                CertificateFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                },
+                None,
+            ),
+            _ => {
+                let tls_dir = data_dir.join("tls");
+                let ca = DevCa::load_or_create(&tls_dir).map_err(ServerError::Tls)?;
+                ca.ensure_server_cert(&tls_dir, &outpost.hubs.host_names())
+                    .map_err(ServerError::Tls)?;
+                let files = CertificateFiles {
+                    cert: tls_dir.join("server.pem"),
+                    key: tls_dir.join("server.key"),
+                };
+                (files, Some((Arc::new(ca), tls_dir)))
+            }
+        };
+        let resolver = Arc::new(ReloadingCertResolver::new(files).map_err(ServerError::Tls)?);
+        let mut tasks = vec![resolver.clone().spawn_watcher(
+            Duration::from_secs(config.tls.reload_interval_secs.max(1)),
+            cancel.child_token(),
+        )];
+        let tls_config = tls::server_config(resolver.clone(), &[b"http/1.1"]).map_err(ServerError::Tls)?;
+
+        let hubs_changed: outpost_http::HubsChanged = {
+            let hubs = outpost.hubs.clone();
+            let dev_ca = dev_ca.clone();
+            Arc::new(move || {
+                let Some((ca, tls_dir)) = &dev_ca else { return };
+                // New hub host names must be in the certificate before devices use them.
+                match ca.ensure_server_cert(tls_dir, &hubs.host_names()) {
+                    Ok(true) => {
+                        if let Err(error) = resolver.reload_now() {
+                            tracing::warn!(error = %error, "reload the development certificate failed");
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::warn!(error = %error, "re-issue the development certificate failed")
+                    }
+                }
+            })
+        };
+
+        let https_listener = bind(config.https.listen).await?;
+        let operator_listener = bind(config.operator.listen).await?;
+        let https_addr = local_addr(&https_listener, config.https.listen)?;
+        let operator_addr = local_addr(&operator_listener, config.operator.listen)?;
+
+        let service = outpost_http::service_router(outpost.clone());
+        let operator = outpost_http::operator_router(OperatorState {
+            outpost: outpost.clone(),
+            token: token.into(),
+            service: service.clone(),
+            defaults: HubDefaults {
+                domain: config.hub.domain.clone(),
+                partition_count: config.hub.partition_count,
+            },
+            hubs_changed,
+        });
+        let limits = ConnectionLimits {
+            max_connections: config.https.max_connections,
+            ..Default::default()
+        };
+        let https_cancel = cancel.child_token();
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = serve_https(https_listener, tls_config, service, limits, https_cancel).await {
+                tracing::error!(error = %error, "https listener stopped");
+            }
+        }));
+        let operator_cancel = cancel.child_token();
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) = serve_http(operator_listener, operator, operator_cancel).await {
+                tracing::error!(error = %error, "operator listener stopped");
+            }
+        }));
+
+        let endpoint_file = data_dir.join(OPERATOR_ENDPOINT_FILE);
+        write_file(
+            &endpoint_file,
+            format!("http://{operator_addr}\n").as_bytes(),
+            false,
+        )?;
+        let ca_path = dev_ca.map(|(ca, _)| ca.ca_pem_path().to_path_buf());
+        tracing::info!(https = %https_addr, operator = %operator_addr, "outpost is serving");
+        Ok(Self {
+            outpost,
+            https_addr,
+            operator_addr,
+            ca_path,
+            data_dir,
+            cancel,
+            tasks,
+        })
+    }
+
+    /// Returns the connection string of the default (first) hub's `iothubowner` policy.
+    pub fn owner_connection_string(&self) -> Option<String> {
+        let hub = self.outpost.hubs.list().into_iter().next()?;
+        let policy = hub.policy("iothubowner")?;
+        let connection_string = ServiceConnectionString {
+            host_name: hub.host_name.clone(),
+            key_name: policy.key_name.to_string(),
+            key: policy.primary_key.clone(),
+        };
+        Some(connection_string.to_string())
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and waits for the listeners.
+    pub async fn shutdown(self) {
+        // Not ready any more: remove the marker first so that nobody connects to a closing server.
+        let _ = std::fs::remove_file(self.data_dir.join(OPERATOR_ENDPOINT_FILE));
+        self.cancel.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, ServerError> {
+    listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+fn create_dir(path: &Path) -> Result<(), ServerError> {
+    std::fs::create_dir_all(path).map_err(|source| ServerError::DataDir {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // A stale readiness marker from a killed server must not announce this one early.
+    match std::fs::remove_file(path.join(OPERATOR_ENDPOINT_FILE)) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(ServerError::DataDir {
+            path: path.join(OPERATOR_ENDPOINT_FILE),
+            source: error,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Reads the operator token, creating a random one (mode 0600) on first start.
+fn operator_token(data_dir: &Path) -> Result<String, ServerError> {
+    let path = data_dir.join(OPERATOR_TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(token) if !token.trim().is_empty() => Ok(token.trim().to_owned()),
+        Ok(_) | Err(_) => {
+            let bytes: [u8; 32] = rand::random();
+            let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            write_file(&path, token.as_bytes(), true)?;
+            Ok(token)
+        }
+    }
+}
+
+fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), ServerError> {
+    use std::io::Write as _;
+    let error = |source| ServerError::DataDir {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(error)?;
+    file.write_all(contents).map_err(error)?;
+    file.sync_all().map_err(error)
+}

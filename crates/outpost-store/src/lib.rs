@@ -1,0 +1,28 @@
+//! The embedded storage backend: Outpost's storage ports on [redb], one file, no external service.
+//!
+//! Layer: a backend. It implements `outpost-core`'s ports ([`outpost_core::HubStore`],
+//! [`outpost_core::RegistryStore`]) and depends only on the core and the model; it must not
+//! depend on any front door (HTTP, MQTT, AMQP) or on the server. Every redb call runs on the
+//! blocking pool (`spawn_blocking`), and redb errors are translated into
+//! [`outpost_core::StoreError`] here, at the backend boundary.
+//!
+//! * `store`: [`EmbeddedStore`], opening the database, running transactions off the runtime.
+//! * `tables`: the on-disk layout (tables, key and value shapes, JSON encoding).
+//! * `revision`: the database-wide revision counter and the `Expected` check.
+//! * `hubs`: `HubStore`, including the cascading `delete_hub`.
+//! * `registry`: `RegistryStore`: devices and modules.
+//! * `counts`: per-hub device counts, maintained in the device write transactions.
+//! * `error`: the transaction error and its translation into `StoreError`.
+//!
+//! The conformance suite of `outpost-core` runs against the in-memory and the on-disk database
+//! in `tests/conformance.rs`.
+
+mod counts;
+mod error;
+mod hubs;
+mod registry;
+mod revision;
+mod store;
+mod tables;
+
+pub use store::EmbeddedStore;
