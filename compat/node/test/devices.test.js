@@ -113,13 +113,24 @@ test('listing devices includes every created device', async () => {
   assert.ok(devices.every((d) => d instanceof Device));
 });
 
-test('device ids with special characters round-trip through the URL', async () => {
-  // encodeURIComponent leaves ! ' ( ) * raw in the path and encodes the rest.
-  const deviceId = `n-:.+%_#*?!(),=@$'${newId('x')}`;
+async function assertIdRoundTrips(deviceId) {
   const { responseBody: created } = await reg.create({ deviceId });
   assert.equal(created.deviceId, deviceId);
   const { responseBody: fetched } = await reg.get(deviceId);
   assert.equal(fetched.deviceId, deviceId);
+  const { responseBody: twin } = await reg.getTwin(deviceId);
+  assert.equal(twin.deviceId, deviceId);
   await reg.delete(deviceId);
   await rejectsWith(reg.get(deviceId), errors.DeviceNotFoundError);
+}
+
+test('device ids with special characters round-trip through the URL', async () => {
+  // The long-standing allowed set - . % _ * ? ! ( ) , : = @ $ '; encodeURIComponent leaves
+  // ! ' ( ) * raw in the path and percent-encodes the others.
+  await assertIdRoundTrips(`n-.%_*?!(),:=@$'${newId('x')}`);
+});
+
+test('device ids with + and # round-trip through the URL', async () => {
+  // Microsoft's current deviceId documentation also allows + and #.
+  await assertIdRoundTrips(`n+plus#hash-${newId('x')}`);
 });

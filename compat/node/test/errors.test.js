@@ -68,7 +68,8 @@ test('a connection string with a wrong key fails with UnauthorizedError', async 
   const forged = Registry.fromConnectionString(
     `HostName=${owner.HostName};SharedAccessKeyName=${owner.SharedAccessKeyName};SharedAccessKey=${newKey()}`,
   );
-  await rejectsWith(forged.list(), errors.UnauthorizedError);
+  await rejectsWith(forged.getRegistryStatistics(), errors.UnauthorizedError);
+  await rejectsWith(forged.get(newId('node-any')), errors.UnauthorizedError);
 });
 
 test('a token naming another policy than the one whose key signed it fails with UnauthorizedError', async () => {

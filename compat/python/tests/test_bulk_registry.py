@@ -111,3 +111,47 @@ def test_bulk_delete_removes_every_listed_device(registry):
     for device_id in ids:
         _assert_gone(registry, device_id)
     assert registry.get_device(survivor).device_id == survivor
+
+
+def test_bulk_update_if_match_etag_applies_only_with_the_current_etag(registry):
+    fresh, stale = new_id("bulk-etag"), new_id("bulk-etag")
+    for device_id in (fresh, stale):
+        registry.create_device_with_sas(device_id, None, None, "enabled")
+    current = {i: registry.get_device(i) for i in (fresh, stale)}
+    registry.update_device_with_sas(
+        stale, None,
+        current[stale].authentication.symmetric_key.primary_key,
+        current[stale].authentication.symmetric_key.secondary_key,
+        "enabled",
+    )  # stale's etag is now out of date
+
+    result = registry.bulk_create_or_update_devices([
+        ExportImportDevice(
+            id=i, import_mode="updateIfMatchETag", e_tag=current[i].etag, status="disabled",
+            authentication=_sas(current[i].authentication.symmetric_key.primary_key,
+                                current[i].authentication.symmetric_key.secondary_key),
+        )
+        for i in (fresh, stale)
+    ])
+
+    assert result.is_successful is False
+    assert [e.device_id for e in result.errors] == [stale]
+    assert registry.get_device(fresh).status == "disabled"
+    assert registry.get_device(stale).status == "enabled"
+
+
+def test_bulk_delete_if_match_etag_spares_a_device_with_a_stale_etag(registry):
+    device_id = new_id("bulk-deltag")
+    created = registry.create_device_with_sas(device_id, None, None, "enabled")
+    registry.update_device_with_sas(
+        device_id, None, created.authentication.symmetric_key.primary_key,
+        created.authentication.symmetric_key.secondary_key, "enabled",
+    )
+
+    result = registry.bulk_create_or_update_devices(
+        [ExportImportDevice(id=device_id, import_mode="deleteIfMatchETag", e_tag=created.etag)]
+    )
+
+    assert result.is_successful is False
+    assert [e.device_id for e in result.errors] == [device_id]
+    assert registry.get_device(device_id).device_id == device_id

@@ -86,6 +86,39 @@ def test_creating_an_x509_device_stores_thumbprints_and_no_sas_keys(registry):
     assert fetched.authentication.x509_thumbprint.secondary_thumbprint == secondary
 
 
+def test_creating_a_certificate_authority_device_has_no_keys_or_thumbprints(registry):
+    device_id = new_id("ca")
+    device = registry.create_device_with_certificate_authority(device_id, "enabled")
+
+    _assert_new_device_shape(device, device_id)
+    assert device.authentication.type == "certificateAuthority"
+    sym = device.authentication.symmetric_key
+    assert sym is None or (not sym.primary_key and not sym.secondary_key)
+    assert registry.get_device(device_id).authentication.type == "certificateAuthority"
+
+
+def test_an_edge_device_keeps_its_capability_and_gets_a_device_scope(registry):
+    # iothub_registry_manager.py documents deviceScope as "Auto generated and immutable for edge devices".
+    device_id = new_id("edge")
+    device = registry.create_device_with_sas(device_id, None, None, "enabled", iot_edge=True)
+
+    assert device.capabilities.iot_edge is True
+    assert device.device_scope, "an edge device must be given a deviceScope"
+    fetched = registry.get_device(device_id)
+    assert fetched.capabilities.iot_edge is True
+    assert fetched.device_scope == device.device_scope
+
+
+def test_device_responses_carry_the_etag_header(registry):
+    # Wire reference section 5.1: return `ETag: "<etag>"` and `etag` in the JSON body.
+    device_id = new_id("etaghdr")
+    registry.create_device_with_sas(device_id, None, None, "enabled")
+
+    raw = registry.protocol.devices.get_identity(device_id, raw=True)
+
+    assert raw.response.headers.get("ETag") == f'"{raw.output.etag}"'
+
+
 def test_creating_a_disabled_device_keeps_it_disabled(registry):
     device_id = new_id("off")
     device = registry.create_device_with_sas(device_id, None, None, "disabled", status_reason="staged")
@@ -193,10 +226,14 @@ def test_listing_devices_includes_every_created_device(registry):
     assert ids <= listed
 
 
-def test_device_ids_with_every_allowed_special_character_round_trip(registry):
-    # Azure allows ASCII alphanumerics plus - : . + % _ # * ? ! ( ) , = @ $ '
-    # The SDK percent-encodes them all in the URL path; the server must decode them.
-    device_id = "id-:.+%_#*?!(),=@$'" + new_id("x")
+def test_listing_devices_honours_the_maximum_count(registry):
+    for _ in range(3):
+        registry.create_device_with_sas(new_id("top"), None, None, "enabled")
+
+    assert len(registry.get_devices(max_number_of_devices=2)) == 2
+
+
+def _assert_id_round_trips(registry, device_id):
     created = registry.create_device_with_sas(device_id, None, None, "enabled")
     assert created.device_id == device_id
 
@@ -206,6 +243,18 @@ def test_device_ids_with_every_allowed_special_character_round_trip(registry):
     with pytest.raises(HttpOperationError) as err:
         registry.get_device(device_id)
     assert status_of(err.value) == 404, describe(err.value)
+
+
+def test_device_ids_with_special_characters_round_trip(registry):
+    # The long-standing allowed set: - . % _ * ? ! ( ) , : = @ $ '
+    # The SDK percent-encodes them all in the URL path (msrest quote(safe='')); the server decodes.
+    _assert_id_round_trips(registry, "id-.%_*?!(),:=@$'" + new_id("x"))
+
+
+def test_device_ids_with_plus_and_hash_round_trip(registry):
+    # Microsoft's current documentation of deviceId also allows + and #
+    # ("ASCII 7-bit alphanumeric characters plus ... - : . + % _ # * ? ! ( ) , = @ ; $ '").
+    _assert_id_round_trips(registry, "id+plus#hash-" + new_id("x"))
 
 
 def test_a_128_character_device_id_is_accepted(registry):

@@ -166,19 +166,9 @@ def test_twin_updates_continue_from_the_persisted_version(restarted):
     assert updated.properties.desired["$version"] == current.properties.desired["$version"] + 1
 
 
-def _hub_names(listing) -> set[str]:
-    """Names in `outpost hub list --output json`: a list of names or of objects with a name."""
-    items = listing.get("hubs", listing) if isinstance(listing, dict) else listing
-    names = set()
-    for item in items:
-        if isinstance(item, str):
-            names.add(item)
-        elif isinstance(item, dict):
-            names.add(item.get("name") or item.get("hubName") or item.get("hub_name"))
-    return names
-
-
 def test_a_second_hub_created_with_the_cli_survives_restart(restarted):
-    assert SECOND_HUB in _hub_names(restarted.server.hub_list())
+    hubs = {hub["name"]: hub for hub in restarted.server.hub_list()}
+    assert SECOND_HUB in hubs, hubs
+    assert hubs[SECOND_HUB]["hostName"] == SECOND_HOST
     assert parse_connection_string(restarted.before.second_cs)["HostName"] == SECOND_HOST
     assert restarted.second_cs_after == restarted.before.second_cs

@@ -59,6 +59,25 @@ def test_patching_a_twin_sets_tags_and_desired_and_bumps_versions(registry, devi
     assert stored.version == after.version
 
 
+def test_patching_desired_properties_records_last_updated_metadata(registry, device_id):
+    twin = registry.update_twin(device_id, _patch(desired={"interval": 10, "limits": {"hi": 80}}))
+
+    metadata = twin.properties.desired.get("$metadata")
+    assert isinstance(metadata, dict), f"desired must carry $metadata, got {twin.properties.desired}"
+    assert isinstance(metadata.get("$lastUpdated"), str), metadata
+    assert isinstance(metadata.get("interval", {}).get("$lastUpdated"), str), metadata
+    assert isinstance(metadata.get("limits", {}).get("hi", {}).get("$lastUpdated"), str), metadata
+
+
+def test_twin_responses_carry_the_etag_header(registry, device_id):
+    # Wire reference section 5.1: return `ETag: "<etag>"` and `etag` in the JSON body.
+    got = registry.protocol.devices.get_twin(device_id, raw=True)
+    assert got.response.headers.get("ETag") == f'"{got.output.etag}"'
+
+    patched = registry.protocol.devices.update_twin(device_id, _patch(tags={"h": 1}), '"*"', raw=True)
+    assert patched.response.headers.get("ETag") == f'"{patched.output.etag}"'
+
+
 def test_patching_a_twin_merges_tags_and_desired_and_null_deletes_keys(registry, device_id):
     first = registry.update_twin(
         device_id,

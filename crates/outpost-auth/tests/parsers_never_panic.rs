@@ -2,6 +2,8 @@
 //! every parser of the crate, which must return instead of panicking, and whatever parses must survive
 //! its round trip.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
 use outpost_auth::{
     ConnectionString, DeviceConnectionString, EventHubConnectionString, KeyEncoding, Rights, SasToken,
     ServiceConnectionString, SymmetricKey, Thumbprint, resource_in_scope,

@@ -31,7 +31,9 @@ impl Permission {
             Self::RegistryRead => rights.grants(Rights::REGISTRY_READ),
             Self::RegistryWrite => rights.grants(Rights::REGISTRY_WRITE),
             Self::TwinRead => rights.grants(Rights::REGISTRY_READ) || rights.grants(Rights::SERVICE_CONNECT),
-            Self::TwinWrite => rights.grants(Rights::REGISTRY_WRITE) || rights.grants(Rights::SERVICE_CONNECT),
+            Self::TwinWrite => {
+                rights.grants(Rights::REGISTRY_WRITE) || rights.grants(Rights::SERVICE_CONNECT)
+            }
             Self::ServiceConnect => rights.grants(Rights::SERVICE_CONNECT),
         }
     }
@@ -57,7 +59,11 @@ pub struct Caller {
 impl Caller {
     /// Returns the operator acting on `hub`.
     pub fn operator(hub: Arc<Hub>) -> Self {
-        Self { hub, principal: Principal::Operator, rights: Rights::all() }
+        Self {
+            hub,
+            principal: Principal::Operator,
+            rights: Rights::all(),
+        }
     }
 
     /// Returns the hub the caller is bound to.
@@ -106,12 +112,20 @@ impl Hubs {
             .or_else(|| self.by_host(&token_host))
             .ok_or_else(|| CoreError::HubNotFound(host.unwrap_or(&token_host).to_owned()))?;
         // A port in the connection string's HostName reaches the token (§1.2); compare without it.
-        let scope = format!("{}{}", strip_port(&token_host), &token.resource()[token_host.len()..]);
+        let scope = format!(
+            "{}{}",
+            strip_port(&token_host),
+            &token.resource()[token_host.len()..]
+        );
         if !resource_in_scope(&scope, &hub.host_name) {
             return Err(unauthorized(AuthFailure::WrongResource));
         }
-        let key_name = token.key_name().ok_or(unauthorized(AuthFailure::UnknownPrincipal))?;
-        let policy = hub.policy(key_name).ok_or(unauthorized(AuthFailure::UnknownPrincipal))?;
+        let key_name = token
+            .key_name()
+            .ok_or(unauthorized(AuthFailure::UnknownPrincipal))?;
+        let policy = hub
+            .policy(key_name)
+            .ok_or(unauthorized(AuthFailure::UnknownPrincipal))?;
         let now_secs = now.unix_seconds().unwrap_or_default().max(0) as u64;
         let mut failure = AuthFailure::BadSignature;
         for key in [&policy.primary_key, &policy.secondary_key] {
@@ -119,7 +133,11 @@ impl Hubs {
                 Ok(()) => {
                     let principal = Principal::Policy(policy.key_name.clone());
                     let rights = policy.rights;
-                    return Ok(Caller { rights, principal, hub: hub.clone() });
+                    return Ok(Caller {
+                        rights,
+                        principal,
+                        hub: hub.clone(),
+                    });
                 }
                 Err(outpost_auth::AuthError::Expired { .. }) => failure = AuthFailure::Expired,
                 Err(_) => {}

@@ -11,10 +11,10 @@ use outpost_model::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::CoreError;
 use crate::access::{Caller, Permission};
 use crate::registry::{DeviceSpec, ModuleSpec, Registry};
 use crate::twins::TwinWrite;
-use crate::CoreError;
 
 /// Most items one bulk request may carry (Azure's limit).
 pub const MAX_BULK_ITEMS: usize = 100;
@@ -72,7 +72,9 @@ enum ImportMode {
 
 impl ImportMode {
     fn parse(text: Option<&str>) -> Result<Self, String> {
-        let Some(text) = text else { return Ok(Self::CreateOrUpdate) };
+        let Some(text) = text else {
+            return Ok(Self::CreateOrUpdate);
+        };
         Ok(match text.to_ascii_lowercase().as_str() {
             "create" => Self::Create,
             "createorupdate" => Self::CreateOrUpdate,
@@ -133,8 +135,10 @@ fn validate(index: usize, item: BulkItem) -> Result<ValidItem, CoreError> {
         None => None,
     };
     let mode = ImportMode::parse(item.import_mode.as_deref()).map_err(invalid)?;
-    if matches!(mode, ImportMode::UpdateIfMatchETag | ImportMode::DeleteIfMatchETag | ImportMode::CreateOrUpdateIfMatchETag)
-        && item.e_tag.is_none()
+    if matches!(
+        mode,
+        ImportMode::UpdateIfMatchETag | ImportMode::DeleteIfMatchETag | ImportMode::CreateOrUpdateIfMatchETag
+    ) && item.e_tag.is_none()
     {
         return Err(invalid("this importMode needs an eTag".into()));
     }
@@ -142,12 +146,24 @@ fn validate(index: usize, item: BulkItem) -> Result<ValidItem, CoreError> {
         return Err(invalid("updateTwinIfMatchETag needs a twinETag".into()));
     }
     if let Some(authentication) = item.authentication.clone() {
-        authentication.completed(None).map_err(|e| invalid(e.to_string()))?;
+        authentication
+            .completed(None)
+            .map_err(|e| invalid(e.to_string()))?;
     }
     let twin_body = serde_json::json!({ "tags": item.tags, "properties": item.properties });
     let twin = TwinUpdate::from_twin_json(&twin_body).map_err(|e| invalid(e.to_string()))?;
-    let operation = item.import_mode.clone().unwrap_or_else(|| "createOrUpdate".into());
-    Ok(ValidItem { device, module, mode, operation, item, twin })
+    let operation = item
+        .import_mode
+        .clone()
+        .unwrap_or_else(|| "createOrUpdate".into());
+    Ok(ValidItem {
+        device,
+        module,
+        mode,
+        operation,
+        item,
+        twin,
+    })
 }
 
 impl Registry {
@@ -164,7 +180,11 @@ impl Registry {
                 items.len()
             )));
         }
-        let items = items.into_iter().enumerate().map(|(i, item)| validate(i, item)).collect::<Result<Vec<_>, _>>()?;
+        let items = items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| validate(i, item))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut errors = Vec::new();
         for item in items {
             if let Err(error) = self.apply_bulk_item(caller, &item).await {
@@ -177,15 +197,30 @@ impl Registry {
                 });
             }
         }
-        Ok(BulkOutcome { is_successful: errors.is_empty(), errors, warnings: Vec::new() })
+        Ok(BulkOutcome {
+            is_successful: errors.is_empty(),
+            errors,
+            warnings: Vec::new(),
+        })
     }
 
     async fn apply_bulk_item(&self, caller: &Caller, valid: &ValidItem) -> Result<(), CoreError> {
-        let ValidItem { device, module, mode, item, twin, .. } = valid;
+        let ValidItem {
+            device,
+            module,
+            mode,
+            item,
+            twin,
+            ..
+        } = valid;
         let etag = item.e_tag.as_deref();
         let has_twin = twin.tags.is_some() || twin.desired.is_some();
         let exists = match module {
-            Some(module) => self.store.module(&caller.hub().name, device, module).await?.is_some(),
+            Some(module) => self
+                .store
+                .module(&caller.hub().name, device, module)
+                .await?
+                .is_some(),
             None => self.store.device(&caller.hub().name, device).await?.is_some(),
         };
         let if_match = match mode {
@@ -202,8 +237,14 @@ impl Registry {
                 };
             }
             ImportMode::UpdateTwin | ImportMode::UpdateTwinIfMatchETag => {
-                let if_match = if *mode == ImportMode::UpdateTwin { None } else { item.twin_e_tag.as_deref() };
-                return self.bulk_twin(caller, device, module.as_ref(), twin, if_match).await;
+                let if_match = if *mode == ImportMode::UpdateTwin {
+                    None
+                } else {
+                    item.twin_e_tag.as_deref()
+                };
+                return self
+                    .bulk_twin(caller, device, module.as_ref(), twin, if_match)
+                    .await;
             }
         };
         match module {
@@ -230,7 +271,8 @@ impl Registry {
             }
         }
         if has_twin {
-            self.bulk_twin(caller, device, module.as_ref(), twin, None).await?;
+            self.bulk_twin(caller, device, module.as_ref(), twin, None)
+                .await?;
         }
         Ok(())
     }
@@ -244,8 +286,14 @@ impl Registry {
         if_match: Option<&str>,
     ) -> Result<(), CoreError> {
         match module {
-            Some(module) => self.write_module_twin(caller, device, module, twin, TwinWrite::Patch, if_match).await?,
-            None => self.write_device_twin(caller, device, twin, TwinWrite::Patch, if_match).await?,
+            Some(module) => {
+                self.write_module_twin(caller, device, module, twin, TwinWrite::Patch, if_match)
+                    .await?
+            }
+            None => {
+                self.write_device_twin(caller, device, twin, TwinWrite::Patch, if_match)
+                    .await?
+            }
         };
         Ok(())
     }

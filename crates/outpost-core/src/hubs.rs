@@ -19,7 +19,9 @@ pub struct Hubs {
 
 impl std::fmt::Debug for Hubs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hubs").field("count", &self.cache.read().len()).finish_non_exhaustive()
+        f.debug_struct("Hubs")
+            .field("count", &self.cache.read().len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -30,8 +32,15 @@ impl Hubs {
     /// When the store fails.
     pub async fn load(store: Arc<dyn HubStore>) -> Result<Self, CoreError> {
         let hubs = store.list_hubs().await?;
-        let cache = hubs.into_iter().map(|hub| (hub.name.clone(), Arc::new(hub))).collect();
-        Ok(Self { store, cache: RwLock::new(cache), write_lock: tokio::sync::Mutex::new(()) })
+        let cache = hubs
+            .into_iter()
+            .map(|hub| (hub.name.clone(), Arc::new(hub)))
+            .collect();
+        Ok(Self {
+            store,
+            cache: RwLock::new(cache),
+            write_lock: tokio::sync::Mutex::new(()),
+        })
     }
 
     /// Returns every hub, ordered by name.
@@ -48,12 +57,20 @@ impl Hubs {
     /// Returns the hub whose host name is `host` (case-insensitive; a `:port` suffix is ignored).
     pub fn by_host(&self, host: &str) -> Option<Arc<Hub>> {
         let host = strip_port(host);
-        self.cache.read().values().find(|hub| hub.host_name.eq_ignore_ascii_case(host)).cloned()
+        self.cache
+            .read()
+            .values()
+            .find(|hub| hub.host_name.eq_ignore_ascii_case(host))
+            .cloned()
     }
 
     /// Returns the host names of every hub (for the server certificate).
     pub fn host_names(&self) -> Vec<String> {
-        self.cache.read().values().map(|hub| hub.host_name.clone()).collect()
+        self.cache
+            .read()
+            .values()
+            .map(|hub| hub.host_name.clone())
+            .collect()
     }
 
     /// Creates a hub.
@@ -95,7 +112,9 @@ impl Hubs {
     /// [`CoreError::HubNotFound`] when the hub does not exist.
     pub async fn delete(&self, name: &str) -> Result<(), CoreError> {
         let _guard = self.write_lock.lock().await;
-        let hub = self.by_name(name).ok_or_else(|| CoreError::HubNotFound(name.to_owned()))?;
+        let hub = self
+            .by_name(name)
+            .ok_or_else(|| CoreError::HubNotFound(name.to_owned()))?;
         match self.store.delete_hub(&hub.name).await {
             Err(StoreError::NotFound) => return Err(CoreError::HubNotFound(name.to_owned())),
             other => other?,
@@ -109,11 +128,19 @@ impl Hubs {
     ///
     /// # Errors
     /// When the host name is invalid or the store fails.
-    pub async fn ensure_default(&self, host_name: &str, partition_count: u32) -> Result<Option<Arc<Hub>>, CoreError> {
+    pub async fn ensure_default(
+        &self,
+        host_name: &str,
+        partition_count: u32,
+    ) -> Result<Option<Arc<Hub>>, CoreError> {
         if !self.cache.read().is_empty() {
             return Ok(None);
         }
-        let first_label = host_name.split('.').next().unwrap_or_default().to_ascii_lowercase();
+        let first_label = host_name
+            .split('.')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         let name = HubName::new(&first_label)?;
         let hub = Hub::new(name, host_name, partition_count)?;
         self.create(hub).await.map(Some)

@@ -52,7 +52,9 @@ pub struct Backends {
 
 impl std::fmt::Debug for Backends {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Backends").field("clock", &self.clock).finish_non_exhaustive()
+        f.debug_struct("Backends")
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
     }
 }
 
@@ -74,12 +76,22 @@ impl Outpost {
     ///
     /// # Errors
     /// When the hub store cannot be read.
-    pub async fn start(backends: Backends, twin_limits: outpost_model::TwinLimits) -> Result<Self, CoreError> {
+    pub async fn start(
+        backends: Backends,
+        twin_limits: outpost_model::TwinLimits,
+    ) -> Result<Self, CoreError> {
         let metrics = Arc::new(Metrics::default());
         let hubs = Arc::new(Hubs::load(backends.hubs).await?);
-        let store: Arc<dyn RegistryStore> =
-            Arc::new(metrics::TimedRegistryStore::new(backends.registry, metrics.clone()));
+        let store: Arc<dyn RegistryStore> = Arc::new(metrics::TimedRegistryStore::new(
+            backends.registry,
+            metrics.clone(),
+        ));
         let registry = Arc::new(Registry::new(store, backends.clock.clone(), twin_limits));
-        Ok(Self { hubs, registry, metrics, clock: backends.clock })
+        Ok(Self {
+            hubs,
+            registry,
+            metrics,
+            clock: backends.clock,
+        })
     }
 }

@@ -10,10 +10,14 @@ use async_trait::async_trait;
 use outpost_model::{DeviceId, HubName, ModuleId};
 use parking_lot::Mutex;
 
-use crate::{DeviceCounts, DeviceRecord, Expected, ModuleRecord, RegistryStore, Revision, StoreError, Stored};
+use crate::{
+    DeviceCounts, DeviceRecord, Expected, ModuleRecord, RegistryStore, Revision, StoreError, Stored,
+};
 
 /// Upper bounds of the latency histogram buckets, in seconds.
-const LATENCY_BUCKETS: [f64; 12] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
 
 #[derive(Debug, Default, Clone)]
 struct Histogram {
@@ -49,7 +53,11 @@ impl Metrics {
 
     /// Records how long a storage operation took.
     pub fn record_storage(&self, operation: &'static str, elapsed: Duration) {
-        self.storage_latency.lock().entry(operation).or_default().observe(elapsed.as_secs_f64());
+        self.storage_latency
+            .lock()
+            .entry(operation)
+            .or_default()
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Renders every metric, plus the per-hub device counts given, in the Prometheus text format.
@@ -58,24 +66,46 @@ impl Metrics {
         out.push_str("# HELP outpost_http_requests_total HTTP requests by API and status.\n");
         out.push_str("# TYPE outpost_http_requests_total counter\n");
         for ((api, status), count) in self.http_requests.lock().iter() {
-            let _ = writeln!(out, "outpost_http_requests_total{{api=\"{api}\",status=\"{status}\"}} {count}");
+            let _ = writeln!(
+                out,
+                "outpost_http_requests_total{{api=\"{api}\",status=\"{status}\"}} {count}"
+            );
         }
         out.push_str("# HELP outpost_devices Devices per hub and status.\n");
         out.push_str("# TYPE outpost_devices gauge\n");
         for (hub, counts) in devices {
-            let _ = writeln!(out, "outpost_devices{{hub=\"{hub}\",status=\"enabled\"}} {}", counts.enabled);
-            let _ = writeln!(out, "outpost_devices{{hub=\"{hub}\",status=\"disabled\"}} {}", counts.disabled);
+            let _ = writeln!(
+                out,
+                "outpost_devices{{hub=\"{hub}\",status=\"enabled\"}} {}",
+                counts.enabled
+            );
+            let _ = writeln!(
+                out,
+                "outpost_devices{{hub=\"{hub}\",status=\"disabled\"}} {}",
+                counts.disabled
+            );
         }
         out.push_str("# HELP outpost_storage_operation_seconds Latency of storage operations.\n");
         out.push_str("# TYPE outpost_storage_operation_seconds histogram\n");
         let name = "outpost_storage_operation_seconds";
         for (operation, histogram) in self.storage_latency.lock().iter() {
             for (bound, count) in LATENCY_BUCKETS.iter().zip(histogram.buckets) {
-                let _ = writeln!(out, "{name}_bucket{{operation=\"{operation}\",le=\"{bound}\"}} {count}");
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{operation=\"{operation}\",le=\"{bound}\"}} {count}"
+                );
             }
-            let _ = writeln!(out, "{name}_bucket{{operation=\"{operation}\",le=\"+Inf\"}} {}", histogram.count);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{operation=\"{operation}\",le=\"+Inf\"}} {}",
+                histogram.count
+            );
             let _ = writeln!(out, "{name}_sum{{operation=\"{operation}\"}} {}", histogram.sum);
-            let _ = writeln!(out, "{name}_count{{operation=\"{operation}\"}} {}", histogram.count);
+            let _ = writeln!(
+                out,
+                "{name}_count{{operation=\"{operation}\"}} {}",
+                histogram.count
+            );
         }
         out
     }
@@ -113,12 +143,24 @@ impl RegistryStore for TimedRegistryStore {
         self.timed("device", self.inner.device(hub, id)).await
     }
 
-    async fn put_device(&self, hub: &HubName, record: &DeviceRecord, expected: Expected) -> Result<Revision, StoreError> {
-        self.timed("put_device", self.inner.put_device(hub, record, expected)).await
+    async fn put_device(
+        &self,
+        hub: &HubName,
+        record: &DeviceRecord,
+        expected: Expected,
+    ) -> Result<Revision, StoreError> {
+        self.timed("put_device", self.inner.put_device(hub, record, expected))
+            .await
     }
 
-    async fn delete_device(&self, hub: &HubName, id: &DeviceId, expected: Expected) -> Result<(), StoreError> {
-        self.timed("delete_device", self.inner.delete_device(hub, id, expected)).await
+    async fn delete_device(
+        &self,
+        hub: &HubName,
+        id: &DeviceId,
+        expected: Expected,
+    ) -> Result<(), StoreError> {
+        self.timed("delete_device", self.inner.delete_device(hub, id, expected))
+            .await
     }
 
     async fn list_devices(
@@ -127,7 +169,8 @@ impl RegistryStore for TimedRegistryStore {
         after: Option<&DeviceId>,
         limit: usize,
     ) -> Result<Vec<DeviceRecord>, StoreError> {
-        self.timed("list_devices", self.inner.list_devices(hub, after, limit)).await
+        self.timed("list_devices", self.inner.list_devices(hub, after, limit))
+            .await
     }
 
     async fn device_counts(&self, hub: &HubName) -> Result<DeviceCounts, StoreError> {
@@ -143,8 +186,14 @@ impl RegistryStore for TimedRegistryStore {
         self.timed("module", self.inner.module(hub, device, module)).await
     }
 
-    async fn put_module(&self, hub: &HubName, record: &ModuleRecord, expected: Expected) -> Result<Revision, StoreError> {
-        self.timed("put_module", self.inner.put_module(hub, record, expected)).await
+    async fn put_module(
+        &self,
+        hub: &HubName,
+        record: &ModuleRecord,
+        expected: Expected,
+    ) -> Result<Revision, StoreError> {
+        self.timed("put_module", self.inner.put_module(hub, record, expected))
+            .await
     }
 
     async fn delete_module(
@@ -154,10 +203,15 @@ impl RegistryStore for TimedRegistryStore {
         module: &ModuleId,
         expected: Expected,
     ) -> Result<(), StoreError> {
-        self.timed("delete_module", self.inner.delete_module(hub, device, module, expected)).await
+        self.timed(
+            "delete_module",
+            self.inner.delete_module(hub, device, module, expected),
+        )
+        .await
     }
 
     async fn list_modules(&self, hub: &HubName, device: &DeviceId) -> Result<Vec<ModuleRecord>, StoreError> {
-        self.timed("list_modules", self.inner.list_modules(hub, device)).await
+        self.timed("list_modules", self.inner.list_modules(hub, device))
+            .await
     }
 }

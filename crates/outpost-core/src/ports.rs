@@ -101,17 +101,25 @@ pub trait RegistryStore: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`StoreError::Conflict`] when the record exists but `expected` is `Absent` or another
-    /// revision; [`StoreError::NotFound`] when it is missing but expected to exist.
-    async fn put_device(&self, hub: &HubName, record: &DeviceRecord, expected: Expected)
-    -> Result<Revision, StoreError>;
+    /// revision; [`StoreError::NotFound`] when it is missing but expected to exist;
+    /// [`StoreError::ParentMissing`] when the hub does not exist (checked in the same
+    /// transaction, so a write racing `delete_hub` leaves no orphan).
+    async fn put_device(
+        &self,
+        hub: &HubName,
+        record: &DeviceRecord,
+        expected: Expected,
+    ) -> Result<Revision, StoreError>;
 
     /// Deletes a device record and all its modules if the stored one matches `expected`.
     ///
     /// # Errors
     /// As [`RegistryStore::put_device`].
-    async fn delete_device(&self, hub: &HubName, id: &DeviceId, expected: Expected) -> Result<(), StoreError>;
+    async fn delete_device(&self, hub: &HubName, id: &DeviceId, expected: Expected)
+    -> Result<(), StoreError>;
 
-    /// Returns up to `limit` device records ordered by id, starting after `after`.
+    /// Returns up to `limit` device records ordered by id, starting after `after` (empty for an
+    /// unknown hub).
     async fn list_devices(
         &self,
         hub: &HubName,
@@ -119,7 +127,7 @@ pub trait RegistryStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<DeviceRecord>, StoreError>;
 
-    /// Returns the hub's device counts.
+    /// Returns the hub's device counts (zeros for an unknown hub).
     async fn device_counts(&self, hub: &HubName) -> Result<DeviceCounts, StoreError>;
 
     /// Returns a module record, or `None`.
@@ -135,8 +143,12 @@ pub trait RegistryStore: Send + Sync + 'static {
     /// # Errors
     /// As [`RegistryStore::put_device`], plus [`StoreError::ParentMissing`] when the module's
     /// device does not exist (checked in the same transaction).
-    async fn put_module(&self, hub: &HubName, record: &ModuleRecord, expected: Expected)
-    -> Result<Revision, StoreError>;
+    async fn put_module(
+        &self,
+        hub: &HubName,
+        record: &ModuleRecord,
+        expected: Expected,
+    ) -> Result<Revision, StoreError>;
 
     /// Deletes a module record if the stored one matches `expected`.
     ///

@@ -13,7 +13,9 @@ use outpost_model::{
 use serde::Deserialize;
 
 use crate::access::{Caller, Permission};
-use crate::{Clock, CoreError, DeviceCounts, DeviceRecord, Expected, ModuleRecord, RegistryStore, StoreError};
+use crate::{
+    Clock, CoreError, DeviceCounts, DeviceRecord, Expected, ModuleRecord, RegistryStore, StoreError,
+};
 
 /// Largest `top` of `GET /devices` (Azure's limit).
 pub const MAX_LIST_DEVICES: usize = 1000;
@@ -65,7 +67,9 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("twin_limits", &self.twin_limits).finish_non_exhaustive()
+        f.debug_struct("Registry")
+            .field("twin_limits", &self.twin_limits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -79,9 +83,9 @@ pub(crate) fn check_etag(current: &Etag, if_match: Option<&str>) -> Result<(), C
 
 fn check_path_id(body_id: Option<&str>, path_id: &str, field: &str) -> Result<(), CoreError> {
     match body_id {
-        Some(body_id) if !body_id.is_empty() && body_id != path_id => Err(CoreError::InvalidArgument(format!(
-            "{field} '{body_id}' in the body does not match '{path_id}' in the path"
-        ))),
+        Some(body_id) if !body_id.is_empty() && body_id != path_id => Err(CoreError::InvalidArgument(
+            format!("{field} '{body_id}' in the body does not match '{path_id}' in the path"),
+        )),
         _ => Ok(()),
     }
 }
@@ -89,7 +93,11 @@ fn check_path_id(body_id: Option<&str>, path_id: &str, field: &str) -> Result<()
 impl Registry {
     /// Builds the registry service.
     pub fn new(store: Arc<dyn RegistryStore>, clock: Arc<dyn Clock>, twin_limits: TwinLimits) -> Self {
-        Self { store, clock, twin_limits }
+        Self {
+            store,
+            clock,
+            twin_limits,
+        }
     }
 
     /// Returns the current time of the injected clock.
@@ -97,8 +105,15 @@ impl Registry {
         self.clock.now()
     }
 
-    pub(crate) async fn load_device(&self, caller: &Caller, id: &DeviceId) -> Result<crate::Stored<DeviceRecord>, CoreError> {
-        self.store.device(&caller.hub().name, id).await?.ok_or_else(|| CoreError::DeviceNotFound(id.clone()))
+    pub(crate) async fn load_device(
+        &self,
+        caller: &Caller,
+        id: &DeviceId,
+    ) -> Result<crate::Stored<DeviceRecord>, CoreError> {
+        self.store
+            .device(&caller.hub().name, id)
+            .await?
+            .ok_or_else(|| CoreError::DeviceNotFound(id.clone()))
     }
 
     pub(crate) async fn load_module(
@@ -107,10 +122,13 @@ impl Registry {
         device: &DeviceId,
         module: &ModuleId,
     ) -> Result<crate::Stored<ModuleRecord>, CoreError> {
-        self.store.module(&caller.hub().name, device, module).await?.ok_or_else(|| CoreError::ModuleNotFound {
-            device: device.clone(),
-            module: module.clone(),
-        })
+        self.store
+            .module(&caller.hub().name, device, module)
+            .await?
+            .ok_or_else(|| CoreError::ModuleNotFound {
+                device: device.clone(),
+                module: module.clone(),
+            })
     }
 
     /// Creates a device (no `If-Match`) or updates one (`If-Match` given), as `PUT /devices/{id}`.
@@ -131,10 +149,15 @@ impl Registry {
         if if_match.is_none() {
             let now = self.now();
             let device = new_device(id.clone(), spec, now)?;
-            let record = DeviceRecord { device, twin: Twin::new(now) };
+            let record = DeviceRecord {
+                device,
+                twin: Twin::new(now),
+            };
             return match self.store.put_device(hub, &record, Expected::Absent).await {
                 Ok(_) => Ok(record.device),
                 Err(StoreError::Conflict) => Err(CoreError::DeviceAlreadyExists(id.clone())),
+                // The hub was deleted while the request ran.
+                Err(StoreError::ParentMissing) => Err(CoreError::HubNotFound(hub.to_string())),
                 Err(other) => Err(other.into()),
             };
         }
@@ -143,7 +166,11 @@ impl Registry {
             check_etag(&stored.value.device.etag, if_match)?;
             let mut record = stored.value;
             record.device = updated_device(record.device, spec.clone(), self.now())?;
-            match self.store.put_device(hub, &record, Expected::Revision(stored.revision)).await {
+            match self
+                .store
+                .put_device(hub, &record, Expected::Revision(stored.revision))
+                .await
+            {
                 Ok(_) => return Ok(record.device),
                 Err(StoreError::Conflict) => continue,
                 Err(StoreError::NotFound) => return Err(CoreError::DeviceNotFound(id.clone())),
@@ -166,12 +193,21 @@ impl Registry {
     ///
     /// # Errors
     /// `DeviceNotFound`, `PreconditionFailed`.
-    pub async fn delete_device(&self, caller: &Caller, id: &DeviceId, if_match: Option<&str>) -> Result<(), CoreError> {
+    pub async fn delete_device(
+        &self,
+        caller: &Caller,
+        id: &DeviceId,
+        if_match: Option<&str>,
+    ) -> Result<(), CoreError> {
         caller.require(Permission::RegistryWrite)?;
         for _ in 0..CAS_ATTEMPTS {
             let stored = self.load_device(caller, id).await?;
             check_etag(&stored.value.device.etag, if_match)?;
-            match self.store.delete_device(&caller.hub().name, id, Expected::Revision(stored.revision)).await {
+            match self
+                .store
+                .delete_device(&caller.hub().name, id, Expected::Revision(stored.revision))
+                .await
+            {
                 Ok(()) => return Ok(()),
                 Err(StoreError::Conflict) => continue,
                 Err(StoreError::NotFound) => return Err(CoreError::DeviceNotFound(id.clone())),
@@ -232,7 +268,10 @@ impl Registry {
                 cloud_to_device_message_count: 0,
                 authentication: spec.authentication.unwrap_or_default().completed(None)?,
             };
-            let record = ModuleRecord { module, twin: Twin::new(now) };
+            let record = ModuleRecord {
+                module,
+                twin: Twin::new(now),
+            };
             return match self.store.put_module(hub, &record, Expected::Absent).await {
                 Ok(_) => Ok(record.module),
                 Err(StoreError::Conflict) => Err(CoreError::ModuleAlreadyExists {
@@ -248,17 +287,25 @@ impl Registry {
             check_etag(&stored.value.module.etag, if_match)?;
             let mut record = stored.value;
             if let Some(authentication) = spec.authentication.clone() {
-                record.module.authentication = authentication.completed(Some(&record.module.authentication))?;
+                record.module.authentication =
+                    authentication.completed(Some(&record.module.authentication))?;
             }
             if spec.managed_by.is_some() {
                 record.module.managed_by.clone_from(&spec.managed_by);
             }
             record.module.etag = Etag::generate();
-            match self.store.put_module(hub, &record, Expected::Revision(stored.revision)).await {
+            match self
+                .store
+                .put_module(hub, &record, Expected::Revision(stored.revision))
+                .await
+            {
                 Ok(_) => return Ok(record.module),
                 Err(StoreError::Conflict) => continue,
                 Err(StoreError::NotFound | StoreError::ParentMissing) => {
-                    return Err(CoreError::ModuleNotFound { device: device_id.clone(), module: module_id.clone() });
+                    return Err(CoreError::ModuleNotFound {
+                        device: device_id.clone(),
+                        module: module_id.clone(),
+                    });
                 }
                 Err(other) => return Err(other.into()),
             }
@@ -270,7 +317,12 @@ impl Registry {
     ///
     /// # Errors
     /// `ModuleNotFound`.
-    pub async fn module(&self, caller: &Caller, device_id: &DeviceId, module_id: &ModuleId) -> Result<Module, CoreError> {
+    pub async fn module(
+        &self,
+        caller: &Caller,
+        device_id: &DeviceId,
+        module_id: &ModuleId,
+    ) -> Result<Module, CoreError> {
         caller.require(Permission::RegistryRead)?;
         Ok(self.load_module(caller, device_id, module_id).await?.value.module)
     }
@@ -279,7 +331,11 @@ impl Registry {
     ///
     /// # Errors
     /// `DeviceNotFound` when the device does not exist.
-    pub async fn list_modules(&self, caller: &Caller, device_id: &DeviceId) -> Result<Vec<Module>, CoreError> {
+    pub async fn list_modules(
+        &self,
+        caller: &Caller,
+        device_id: &DeviceId,
+    ) -> Result<Vec<Module>, CoreError> {
         caller.require(Permission::RegistryRead)?;
         self.load_device(caller, device_id).await?;
         let records = self.store.list_modules(&caller.hub().name, device_id).await?;
@@ -302,11 +358,18 @@ impl Registry {
             let stored = self.load_module(caller, device_id, module_id).await?;
             check_etag(&stored.value.module.etag, if_match)?;
             let expected = Expected::Revision(stored.revision);
-            match self.store.delete_module(&caller.hub().name, device_id, module_id, expected).await {
+            match self
+                .store
+                .delete_module(&caller.hub().name, device_id, module_id, expected)
+                .await
+            {
                 Ok(()) => return Ok(()),
                 Err(StoreError::Conflict) => continue,
                 Err(StoreError::NotFound) => {
-                    return Err(CoreError::ModuleNotFound { device: device_id.clone(), module: module_id.clone() });
+                    return Err(CoreError::ModuleNotFound {
+                        device: device_id.clone(),
+                        module: module_id.clone(),
+                    });
                 }
                 Err(other) => return Err(other.into()),
             }
@@ -326,7 +389,11 @@ pub(crate) fn new_device(id: DeviceId, spec: DeviceSpec, now: Timestamp) -> Resu
         status,
         status_reason: spec.status_reason,
         connection_state_updated_time: Timestamp::NEVER,
-        status_updated_time: if status == DeviceStatus::Enabled { Timestamp::NEVER } else { now },
+        status_updated_time: if status == DeviceStatus::Enabled {
+            Timestamp::NEVER
+        } else {
+            now
+        },
         last_activity_time: Timestamp::NEVER,
         cloud_to_device_message_count: 0,
         authentication: spec.authentication.unwrap_or_default().completed(None)?,
@@ -337,7 +404,11 @@ pub(crate) fn new_device(id: DeviceId, spec: DeviceSpec, now: Timestamp) -> Resu
 }
 
 /// Applies an update request to an existing device; absent fields keep their values.
-pub(crate) fn updated_device(mut device: Device, spec: DeviceSpec, now: Timestamp) -> Result<Device, CoreError> {
+pub(crate) fn updated_device(
+    mut device: Device,
+    spec: DeviceSpec,
+    now: Timestamp,
+) -> Result<Device, CoreError> {
     if let Some(status) = spec.status {
         if status != device.status {
             device.status_updated_time = now;

@@ -45,7 +45,11 @@ impl Registry {
             check_etag(&stored.value.twin.etag(), if_match)?;
             let mut record = stored.value;
             self.apply(&mut record.twin, update, mode)?;
-            match self.store.put_device(&caller.hub().name, &record, Expected::Revision(stored.revision)).await {
+            match self
+                .store
+                .put_device(&caller.hub().name, &record, Expected::Revision(stored.revision))
+                .await
+            {
                 Ok(_) => return Ok(device_twin_json(&record)),
                 Err(StoreError::Conflict) => continue,
                 Err(StoreError::NotFound) => return Err(CoreError::DeviceNotFound(id.clone())),
@@ -59,9 +63,16 @@ impl Registry {
     ///
     /// # Errors
     /// `ModuleNotFound`.
-    pub async fn module_twin(&self, caller: &Caller, device: &DeviceId, module: &ModuleId) -> Result<Value, CoreError> {
+    pub async fn module_twin(
+        &self,
+        caller: &Caller,
+        device: &DeviceId,
+        module: &ModuleId,
+    ) -> Result<Value, CoreError> {
         caller.require(Permission::TwinRead)?;
-        Ok(module_twin_json(&self.load_module(caller, device, module).await?.value))
+        Ok(module_twin_json(
+            &self.load_module(caller, device, module).await?.value,
+        ))
     }
 
     /// Patches or replaces a module twin's tags and desired properties.
@@ -83,11 +94,18 @@ impl Registry {
             check_etag(&stored.value.twin.etag(), if_match)?;
             let mut record = stored.value;
             self.apply(&mut record.twin, update, mode)?;
-            match self.store.put_module(&caller.hub().name, &record, Expected::Revision(stored.revision)).await {
+            match self
+                .store
+                .put_module(&caller.hub().name, &record, Expected::Revision(stored.revision))
+                .await
+            {
                 Ok(_) => return Ok(module_twin_json(&record)),
                 Err(StoreError::Conflict) => continue,
                 Err(StoreError::NotFound | StoreError::ParentMissing) => {
-                    return Err(CoreError::ModuleNotFound { device: device.clone(), module: module.clone() });
+                    return Err(CoreError::ModuleNotFound {
+                        device: device.clone(),
+                        module: module.clone(),
+                    });
                 }
                 Err(other) => return Err(other.into()),
             }
@@ -95,7 +113,12 @@ impl Registry {
         Err(CoreError::Contention)
     }
 
-    pub(crate) fn apply(&self, twin: &mut outpost_model::Twin, update: &TwinUpdate, mode: TwinWrite) -> Result<(), CoreError> {
+    pub(crate) fn apply(
+        &self,
+        twin: &mut outpost_model::Twin,
+        update: &TwinUpdate,
+        mode: TwinWrite,
+    ) -> Result<(), CoreError> {
         let now = self.now();
         match mode {
             TwinWrite::Patch => twin.apply_patch(update, now, &self.twin_limits)?,
@@ -140,7 +163,9 @@ pub fn device_twin_json(record: &DeviceRecord) -> Value {
         "modelId": "",
         "version": twin.version,
     });
-    let Value::Object(map) = &mut out else { unreachable!("json! object literal") };
+    let Value::Object(map) = &mut out else {
+        unreachable!("json! object literal")
+    };
     insert_tags(map, &twin.tags);
     map.insert("properties".into(), twin.properties_json());
     map.insert("capabilities".into(), json!(device.capabilities));
@@ -172,7 +197,9 @@ pub fn module_twin_json(record: &ModuleRecord) -> Value {
         "modelId": "",
         "version": twin.version,
     });
-    let Value::Object(map) = &mut out else { unreachable!("json! object literal") };
+    let Value::Object(map) = &mut out else {
+        unreachable!("json! object literal")
+    };
     insert_tags(map, &twin.tags);
     map.insert("properties".into(), twin.properties_json());
     out

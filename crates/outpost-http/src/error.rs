@@ -19,13 +19,21 @@ impl ApiError {
     /// Builds an error from a code and a message for the client.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        Self { status, code: code.name(), message: message.into() }
+        Self {
+            status,
+            code: code.name(),
+            message: message.into(),
+        }
     }
 
     /// Builds an error with an explicit status, for protocol-level failures that have no Azure
     /// code of their own (unknown route, wrong method).
     pub fn with_status(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     /// Returns the HTTP status.

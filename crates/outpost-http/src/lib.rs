@@ -54,7 +54,11 @@ async fn unknown_route() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::with_status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "the method is not allowed on this resource")
+    ApiError::with_status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        "the method is not allowed on this resource",
+    )
 }
 
 /// Names the API family of a route for metrics (bounded label values).

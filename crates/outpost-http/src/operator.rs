@@ -51,7 +51,9 @@ pub struct OperatorState {
 
 impl std::fmt::Debug for OperatorState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OperatorState").field("defaults", &self.defaults).finish_non_exhaustive()
+        f.debug_struct("OperatorState")
+            .field("defaults", &self.defaults)
+            .finish_non_exhaustive()
     }
 }
 
@@ -68,7 +70,9 @@ pub fn routes(state: OperatorState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .merge(authenticated)
         .with_state(state)
-        .fallback(|| async { ApiError::with_status(StatusCode::NOT_FOUND, "NotFound", "no such operator route") })
+        .fallback(|| async {
+            ApiError::with_status(StatusCode::NOT_FOUND, "NotFound", "no such operator route")
+        })
 }
 
 async fn require_token(State(state): State<OperatorState>, request: Request, next: Next) -> Response {
@@ -81,7 +85,11 @@ async fn require_token(State(state): State<OperatorState>, request: Request, nex
     if bool::from(presented.as_bytes().ct_eq(state.token.as_bytes())) {
         next.run(request).await
     } else {
-        ApiError::new(ErrorCode::IotHubUnauthorizedAccess, "a valid operator token is required").into_response()
+        ApiError::new(
+            ErrorCode::IotHubUnauthorizedAccess,
+            "a valid operator token is required",
+        )
+        .into_response()
     }
 }
 
@@ -113,21 +121,39 @@ impl From<&Hub> for HubSummary {
             policies: hub
                 .policies
                 .iter()
-                .map(|p| PolicySummary { key_name: p.key_name.to_string(), rights: p.rights.to_string() })
+                .map(|p| PolicySummary {
+                    key_name: p.key_name.to_string(),
+                    rights: p.rights.to_string(),
+                })
                 .collect(),
         }
     }
 }
 
 fn find_hub(state: &OperatorState, name: &str) -> Result<Arc<Hub>, ApiError> {
-    state.outpost.hubs.by_name(name).ok_or_else(|| ApiError::new(ErrorCode::IotHubNotFound, format!("hub '{name}' not found")))
+    state
+        .outpost
+        .hubs
+        .by_name(name)
+        .ok_or_else(|| ApiError::new(ErrorCode::IotHubNotFound, format!("hub '{name}' not found")))
 }
 
 async fn list_hubs(State(state): State<OperatorState>) -> Json<Vec<HubSummary>> {
-    Json(state.outpost.hubs.list().iter().map(|hub| HubSummary::from(hub.as_ref())).collect())
+    Json(
+        state
+            .outpost
+            .hubs
+            .list()
+            .iter()
+            .map(|hub| HubSummary::from(hub.as_ref()))
+            .collect(),
+    )
 }
 
-async fn get_hub(State(state): State<OperatorState>, Path(name): Path<String>) -> Result<Json<HubSummary>, ApiError> {
+async fn get_hub(
+    State(state): State<OperatorState>,
+    Path(name): Path<String>,
+) -> Result<Json<HubSummary>, ApiError> {
     Ok(Json(HubSummary::from(find_hub(&state, &name)?.as_ref())))
 }
 
@@ -144,7 +170,9 @@ async fn create_hub(
     AzureJson(request): AzureJson<CreateHub>,
 ) -> Result<Response, ApiError> {
     let name = HubName::new(&request.name)?;
-    let host_name = request.host_name.unwrap_or_else(|| format!("{name}.{}", state.defaults.domain));
+    let host_name = request
+        .host_name
+        .unwrap_or_else(|| format!("{name}.{}", state.defaults.domain));
     let partitions = request.partition_count.unwrap_or(state.defaults.partition_count);
     let hub = Hub::new(name, &host_name, partitions)?;
     let hub = state.outpost.hubs.create(hub).await?;
@@ -153,7 +181,10 @@ async fn create_hub(
     Ok((StatusCode::CREATED, Json(HubSummary::from(hub.as_ref()))).into_response())
 }
 
-async fn delete_hub(State(state): State<OperatorState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+async fn delete_hub(
+    State(state): State<OperatorState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
     state.outpost.hubs.delete(&name).await?;
     tracing::info!(hub = %name, "hub deleted");
     (state.hubs_changed)();
@@ -176,7 +207,10 @@ async fn connection_string(
     let hub = find_hub(&state, &name)?;
     let policy_name = query.policy.as_deref().unwrap_or("iothubowner");
     let policy = hub.policy(policy_name).ok_or_else(|| {
-        ApiError::new(ErrorCode::ArgumentInvalid, format!("hub '{name}' has no policy '{policy_name}'"))
+        ApiError::new(
+            ErrorCode::ArgumentInvalid,
+            format!("hub '{name}' has no policy '{policy_name}'"),
+        )
     })?;
     let text = if query.eventhub {
         EventHubConnectionString {
@@ -211,9 +245,12 @@ async fn forward_to_service(
         Some(query) => format!("/{rest}?{query}"),
         None => format!("/{rest}"),
     };
-    *request.uri_mut() = path_and_query
-        .parse()
-        .map_err(|_| ApiError::new(ErrorCode::ArgumentInvalid, "the forwarded path is not a valid URI"))?;
+    *request.uri_mut() = path_and_query.parse().map_err(|_| {
+        ApiError::new(
+            ErrorCode::ArgumentInvalid,
+            "the forwarded path is not a valid URI",
+        )
+    })?;
     request.extensions_mut().insert(OperatorHub(hub));
     let response = state.service.clone().oneshot(request).await;
     Ok(response.map_or_else(|never| match never {}, |response| response.map(Body::new)))
@@ -223,7 +260,10 @@ async fn metrics(State(state): State<OperatorState>) -> Result<Response, ApiErro
     let mut devices = Vec::new();
     for hub in state.outpost.hubs.list() {
         let caller = outpost_core::Caller::operator(hub.clone());
-        devices.push((hub.name.clone(), state.outpost.registry.device_counts(&caller).await?));
+        devices.push((
+            hub.name.clone(),
+            state.outpost.registry.device_counts(&caller).await?,
+        ));
     }
     let body = state.outpost.metrics.render(&devices);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())

@@ -39,9 +39,16 @@ impl FromRequestParts<ServiceState> for ServiceCaller {
             .get(header::HOST)
             .and_then(|value| value.to_str().ok())
             .or_else(|| parts.uri.host());
-        let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
+        let authorization = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok());
         let now = state.outpost.clock.now();
-        Ok(Self(state.outpost.hubs.authenticate_service(host, authorization, now)?))
+        Ok(Self(state.outpost.hubs.authenticate_service(
+            host,
+            authorization,
+            now,
+        )?))
     }
 }
 
@@ -56,21 +63,36 @@ fn check_api_version(query: Option<&str>) -> Result<(), ApiError> {
         .find(|(key, _)| *key == "api-version")
         .map(|(_, value)| value);
     let Some(version) = version else {
-        return Err(ApiError::new(ErrorCode::InvalidProtocolVersion, "the api-version query parameter is required"));
+        return Err(ApiError::new(
+            ErrorCode::InvalidProtocolVersion,
+            "the api-version query parameter is required",
+        ));
     };
     let date = version.strip_suffix("-preview").unwrap_or(version);
     let well_formed = date.len() == 10
-        && date.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+        && date.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
     if !well_formed {
         let shown: String = version.chars().take(40).collect();
-        return Err(ApiError::new(ErrorCode::InvalidProtocolVersion, format!("'{shown}' is not a valid api-version")));
+        return Err(ApiError::new(
+            ErrorCode::InvalidProtocolVersion,
+            format!("'{shown}' is not a valid api-version"),
+        ));
     }
     Ok(())
 }
 
 /// Returns the `If-Match` header, if any.
 pub fn if_match(headers: &HeaderMap) -> Option<&str> {
-    headers.get(header::IF_MATCH).and_then(|value| value.to_str().ok()).filter(|value| !value.is_empty())
+    headers
+        .get(header::IF_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| !value.is_empty())
 }
 
 /// A JSON request body; parse failures and oversized bodies become Azure errors.
@@ -81,19 +103,31 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AzureJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES).await.map_err(|_| {
-            ApiError::new(ErrorCode::MessageTooLarge, format!("the request body is larger than {MAX_BODY_BYTES} bytes"))
-        })?;
+        let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    ErrorCode::MessageTooLarge,
+                    format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+                )
+            })?;
         parse_json(&bytes).map(Self)
     }
 }
 
 fn parse_json<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     if bytes.is_empty() {
-        return Err(ApiError::new(ErrorCode::ArgumentNull, "the request body is empty"));
+        return Err(ApiError::new(
+            ErrorCode::ArgumentNull,
+            "the request body is empty",
+        ));
     }
-    serde_json::from_slice(bytes)
-        .map_err(|error| ApiError::new(ErrorCode::ArgumentInvalid, format!("the request body is not valid: {error}")))
+    serde_json::from_slice(bytes).map_err(|error| {
+        ApiError::new(
+            ErrorCode::ArgumentInvalid,
+            format!("the request body is not valid: {error}"),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -19,13 +19,21 @@ use crate::request::{AzureJson, ServiceCaller, if_match};
 pub fn routes() -> Router<ServiceState> {
     Router::new()
         .route("/devices", get(list_devices).post(bulk))
-        .route("/devices/{id}", get(get_device).put(put_device).delete(delete_device))
+        .route(
+            "/devices/{id}",
+            get(get_device).put(put_device).delete(delete_device),
+        )
         .route("/devices/{id}/modules", get(list_modules))
-        .route("/devices/{id}/modules/{mid}", get(get_module).put(put_module).delete(delete_module))
+        .route(
+            "/devices/{id}/modules/{mid}",
+            get(get_module).put(put_module).delete(delete_module),
+        )
         .route("/twins/{id}", get(get_twin).put(replace_twin).patch(patch_twin))
         .route(
             "/twins/{id}/modules/{mid}",
-            get(get_module_twin).put(replace_module_twin).patch(patch_module_twin),
+            get(get_module_twin)
+                .put(replace_module_twin)
+                .patch(patch_module_twin),
         )
         .route("/statistics/devices", get(device_statistics))
         .route("/statistics/service", get(service_statistics))
@@ -81,7 +89,11 @@ async fn list_devices(
     ServiceCaller(caller): ServiceCaller,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let devices = state.outpost.registry.list_devices(&caller, query.top.unwrap_or(1000)).await?;
+    let devices = state
+        .outpost
+        .registry
+        .list_devices(&caller, query.top.unwrap_or(1000))
+        .await?;
     Ok(Json(devices).into_response())
 }
 
@@ -103,7 +115,11 @@ async fn put_device(
     AzureJson(spec): AzureJson<DeviceSpec>,
 ) -> Result<Response, ApiError> {
     let id = path.device()?;
-    let device = state.outpost.registry.put_device(&caller, &id, spec, if_match(&headers)).await?;
+    let device = state
+        .outpost
+        .registry
+        .put_device(&caller, &id, spec, if_match(&headers))
+        .await?;
     let etag = device.etag.clone();
     // The Python service SDK accepts only 200 here, for create and update alike (§5.1).
     Ok(with_etag(device, &etag))
@@ -115,7 +131,11 @@ async fn delete_device(
     Path(path): Path<DevicePath>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    state.outpost.registry.delete_device(&caller, &path.device()?, if_match(&headers)).await?;
+    state
+        .outpost
+        .registry
+        .delete_device(&caller, &path.device()?, if_match(&headers))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -125,7 +145,11 @@ async fn bulk(
     AzureJson(items): AzureJson<Vec<BulkItem>>,
 ) -> Result<Response, ApiError> {
     let outcome = state.outpost.registry.bulk(&caller, items).await?;
-    let status = if outcome.is_successful { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let status = if outcome.is_successful {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
     Ok((status, Json(outcome)).into_response())
 }
 
@@ -134,7 +158,11 @@ async fn list_modules(
     ServiceCaller(caller): ServiceCaller,
     Path(path): Path<DevicePath>,
 ) -> Result<Response, ApiError> {
-    let modules = state.outpost.registry.list_modules(&caller, &path.device()?).await?;
+    let modules = state
+        .outpost
+        .registry
+        .list_modules(&caller, &path.device()?)
+        .await?;
     Ok(Json(modules).into_response())
 }
 
@@ -157,7 +185,11 @@ async fn put_module(
     AzureJson(spec): AzureJson<ModuleSpec>,
 ) -> Result<Response, ApiError> {
     let (device, module) = path.ids()?;
-    let module = state.outpost.registry.put_module(&caller, &device, &module, spec, if_match(&headers)).await?;
+    let module = state
+        .outpost
+        .registry
+        .put_module(&caller, &device, &module, spec, if_match(&headers))
+        .await?;
     let etag = module.etag.clone();
     Ok(with_etag(module, &etag))
 }
@@ -169,7 +201,11 @@ async fn delete_module(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let (device, module) = path.ids()?;
-    state.outpost.registry.delete_module(&caller, &device, &module, if_match(&headers)).await?;
+    state
+        .outpost
+        .registry
+        .delete_module(&caller, &device, &module, if_match(&headers))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -178,7 +214,13 @@ async fn get_twin(
     ServiceCaller(caller): ServiceCaller,
     Path(path): Path<DevicePath>,
 ) -> Result<Response, ApiError> {
-    Ok(twin_response(state.outpost.registry.device_twin(&caller, &path.device()?).await?))
+    Ok(twin_response(
+        state
+            .outpost
+            .registry
+            .device_twin(&caller, &path.device()?)
+            .await?,
+    ))
 }
 
 async fn write_twin(
@@ -190,8 +232,11 @@ async fn write_twin(
     mode: TwinWrite,
 ) -> Result<Response, ApiError> {
     let update = TwinUpdate::from_twin_json(body)?;
-    let twin =
-        state.outpost.registry.write_device_twin(caller, &path.device()?, &update, mode, if_match(headers)).await?;
+    let twin = state
+        .outpost
+        .registry
+        .write_device_twin(caller, &path.device()?, &update, mode, if_match(headers))
+        .await?;
     Ok(twin_response(twin))
 }
 
@@ -221,7 +266,13 @@ async fn get_module_twin(
     Path(path): Path<ModulePath>,
 ) -> Result<Response, ApiError> {
     let (device, module) = path.ids()?;
-    Ok(twin_response(state.outpost.registry.module_twin(&caller, &device, &module).await?))
+    Ok(twin_response(
+        state
+            .outpost
+            .registry
+            .module_twin(&caller, &device, &module)
+            .await?,
+    ))
 }
 
 async fn write_module_twin(
@@ -235,7 +286,9 @@ async fn write_module_twin(
     let (device, module) = path.ids()?;
     let update = TwinUpdate::from_twin_json(body)?;
     let registry = &state.outpost.registry;
-    let twin = registry.write_module_twin(caller, &device, &module, &update, mode, if_match(headers)).await?;
+    let twin = registry
+        .write_module_twin(caller, &device, &module, &update, mode, if_match(headers))
+        .await?;
     Ok(twin_response(twin))
 }
 

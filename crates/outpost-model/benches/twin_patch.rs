@@ -19,10 +19,17 @@ fn populated_twin() -> Twin {
     let mut twin = Twin::new(now);
     let mut desired = Map::new();
     for i in 0..50 {
-        desired.insert(format!("setting{i}"), json!({"value": i, "unit": "C", "limits": {"min": 0, "max": 100}}));
+        desired.insert(
+            format!("setting{i}"),
+            json!({"value": i, "unit": "C", "limits": {"min": 0, "max": 100}}),
+        );
     }
-    let update = TwinUpdate { tags: Some(object(json!({"site": "plant-1", "floor": 3}))), desired: Some(desired) };
-    twin.apply_patch(&update, now, &TwinLimits::default()).expect("bench twin fits the limits");
+    let update = TwinUpdate {
+        tags: Some(object(json!({"site": "plant-1", "floor": 3}))),
+        desired: Some(desired),
+    };
+    twin.apply_patch(&update, now, &TwinLimits::default())
+        .expect("bench twin fits the limits");
     twin
 }
 
@@ -45,7 +52,8 @@ fn twin_patch(c: &mut Criterion) {
     c.bench_function("reported_patch_small", |b| {
         b.iter(|| {
             let mut twin = base.clone();
-            twin.apply_reported_patch(&reported, now, &limits).expect("patch is valid");
+            twin.apply_reported_patch(&reported, now, &limits)
+                .expect("patch is valid");
             twin
         })
     });

@@ -49,12 +49,17 @@ impl Hub {
 
     /// Returns the policy named `name`, compared case-insensitively as Azure does.
     pub fn policy(&self, name: &str) -> Option<&SharedAccessPolicy> {
-        self.policies.iter().find(|p| p.key_name.as_str().eq_ignore_ascii_case(name))
+        self.policies
+            .iter()
+            .find(|p| p.key_name.as_str().eq_ignore_ascii_case(name))
     }
 }
 
 fn validate_host_name(name: &HubName, host_name: &str) -> Result<(), ModelError> {
-    let invalid = |reason: String| ModelError::InvalidField { field: "hostName", reason };
+    let invalid = |reason: String| ModelError::InvalidField {
+        field: "hostName",
+        reason,
+    };
     if host_name.is_empty() || host_name.len() > 253 {
         return Err(invalid("must be 1 to 253 characters".into()));
     }
@@ -70,7 +75,9 @@ fn validate_host_name(name: &HubName, host_name: &str) -> Result<(), ModelError>
     }
     let first = host_name.split('.').next().unwrap_or_default();
     if !first.eq_ignore_ascii_case(name.as_str()) {
-        return Err(invalid(format!("the first label of '{host_name}' must be the hub name '{name}'")));
+        return Err(invalid(format!(
+            "the first label of '{host_name}' must be the hub name '{name}'"
+        )));
     }
     Ok(())
 }
@@ -92,7 +99,12 @@ pub struct SharedAccessPolicy {
 impl SharedAccessPolicy {
     /// Builds a policy with fresh random keys.
     pub fn generate(key_name: PolicyName, rights: Rights) -> Self {
-        Self { key_name, primary_key: SymmetricKey::generate(), secondary_key: SymmetricKey::generate(), rights }
+        Self {
+            key_name,
+            primary_key: SymmetricKey::generate(),
+            secondary_key: SymmetricKey::generate(),
+            rights,
+        }
     }
 
     /// Returns Azure's standard policies: iothubowner, service, device, registryRead and
@@ -101,16 +113,27 @@ impl SharedAccessPolicy {
         let standard = [
             (
                 "iothubowner",
-                Rights::REGISTRY_READ | Rights::REGISTRY_WRITE | Rights::SERVICE_CONNECT | Rights::DEVICE_CONNECT,
+                Rights::REGISTRY_READ
+                    | Rights::REGISTRY_WRITE
+                    | Rights::SERVICE_CONNECT
+                    | Rights::DEVICE_CONNECT,
             ),
             ("service", Rights::SERVICE_CONNECT),
             ("device", Rights::DEVICE_CONNECT),
             ("registryRead", Rights::REGISTRY_READ),
-            ("registryReadWrite", Rights::REGISTRY_READ | Rights::REGISTRY_WRITE),
+            (
+                "registryReadWrite",
+                Rights::REGISTRY_READ | Rights::REGISTRY_WRITE,
+            ),
         ];
         standard
             .into_iter()
-            .map(|(name, rights)| Self::generate(PolicyName::new(name).expect("standard policy names are valid"), rights))
+            .map(|(name, rights)| {
+                Self::generate(
+                    PolicyName::new(name).expect("standard policy names are valid"),
+                    rights,
+                )
+            })
             .collect()
     }
 }
@@ -123,9 +146,21 @@ mod tests {
     fn new_hub_has_the_five_standard_policies_with_distinct_keys() {
         let hub = Hub::new(HubName::new("localhost").unwrap(), "localhost", 4).unwrap();
         let names: Vec<_> = hub.policies.iter().map(|p| p.key_name.as_str()).collect();
-        assert_eq!(names, ["iothubowner", "service", "device", "registryRead", "registryReadWrite"]);
-        let mut keys: Vec<_> =
-            hub.policies.iter().flat_map(|p| [p.primary_key.as_str(), p.secondary_key.as_str()]).collect();
+        assert_eq!(
+            names,
+            [
+                "iothubowner",
+                "service",
+                "device",
+                "registryRead",
+                "registryReadWrite"
+            ]
+        );
+        let mut keys: Vec<_> = hub
+            .policies
+            .iter()
+            .flat_map(|p| [p.primary_key.as_str(), p.secondary_key.as_str()])
+            .collect();
         keys.sort_unstable();
         keys.dedup();
         assert_eq!(keys.len(), 10);

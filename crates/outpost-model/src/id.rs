@@ -121,7 +121,10 @@ fn validate_hub_name(value: &str) -> Result<(), &'static str> {
     if value.is_empty() || value.len() > 50 {
         return Err("must be 1 to 50 characters");
     }
-    if !value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
         return Err("only lowercase letters, digits and - are allowed");
     }
     if value.starts_with('-') || value.ends_with('-') {
@@ -134,7 +137,10 @@ fn validate_policy_name(value: &str) -> Result<(), &'static str> {
     if value.is_empty() || value.len() > 64 {
         return Err("must be 1 to 64 characters");
     }
-    if !value.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)) {
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+    {
         return Err("only ASCII letters, digits and - . _ are allowed");
     }
     Ok(())
@@ -188,7 +194,10 @@ impl Etag {
     pub fn matches_if_match(&self, if_match: &str) -> bool {
         let wanted = if_match.trim();
         let wanted = wanted.strip_prefix("W/").unwrap_or(wanted);
-        let wanted = wanted.strip_prefix('"').and_then(|w| w.strip_suffix('"')).unwrap_or(wanted);
+        let wanted = wanted
+            .strip_prefix('"')
+            .and_then(|w| w.strip_suffix('"'))
+            .unwrap_or(wanted);
         wanted == "*" || wanted == self.0
     }
 }

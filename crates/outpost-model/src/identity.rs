@@ -61,7 +61,9 @@ impl<'de> Deserialize<'de> for AuthenticationType {
             "selfsigned" => Ok(Self::SelfSigned),
             "certificateauthority" => Ok(Self::CertificateAuthority),
             "none" => Ok(Self::None),
-            _ => Err(serde::de::Error::custom(format!("unknown authentication type '{text}'"))),
+            _ => Err(serde::de::Error::custom(format!(
+                "unknown authentication type '{text}'"
+            ))),
         }
     }
 }
@@ -113,8 +115,9 @@ impl Authentication {
     /// # Errors
     /// [`ModelError::InvalidField`] when a `selfSigned` identity has no primary thumbprint.
     pub fn completed(self, previous: Option<&Authentication>) -> Result<Self, ModelError> {
-        let previous_keys =
-            previous.filter(|p| p.kind == AuthenticationType::Sas).map(|p| p.symmetric_key.clone());
+        let previous_keys = previous
+            .filter(|p| p.kind == AuthenticationType::Sas)
+            .map(|p| p.symmetric_key.clone());
         match self.kind {
             AuthenticationType::Sas => {
                 let previous_keys = previous_keys.unwrap_or_default();
@@ -144,7 +147,10 @@ impl Authentication {
                         reason: "a selfSigned identity needs a primary thumbprint".into(),
                     });
                 }
-                Ok(Self { symmetric_key: SymmetricKeyPair::default(), ..self })
+                Ok(Self {
+                    symmetric_key: SymmetricKeyPair::default(),
+                    ..self
+                })
             }
             AuthenticationType::CertificateAuthority | AuthenticationType::None => Ok(Self {
                 symmetric_key: SymmetricKeyPair::default(),
@@ -234,7 +240,10 @@ pub struct Module {
 /// Returns a fresh generation id: Azure uses an 18-digit decimal number.
 pub fn new_generation_id() -> String {
     use rand::Rng as _;
-    format!("{}", rand::rng().random_range(100_000_000_000_000_000_u64..1_000_000_000_000_000_000))
+    format!(
+        "{}",
+        rand::rng().random_range(100_000_000_000_000_000_u64..1_000_000_000_000_000_000)
+    )
 }
 
 fn empty_as_none<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
@@ -265,10 +274,9 @@ mod tests {
 
     #[test]
     fn empty_keys_from_the_node_sdk_mean_generate() {
-        let auth: Authentication = serde_json::from_str(
-            r#"{"type":"sas","symmetricKey":{"primaryKey":"","secondaryKey":""}}"#,
-        )
-        .unwrap();
+        let auth: Authentication =
+            serde_json::from_str(r#"{"type":"sas","symmetricKey":{"primaryKey":"","secondaryKey":""}}"#)
+                .unwrap();
         assert_eq!(auth.symmetric_key, SymmetricKeyPair::default());
         let done = auth.completed(None).unwrap();
         assert!(done.symmetric_key.primary_key.is_some());
@@ -284,7 +292,10 @@ mod tests {
 
     #[test]
     fn self_signed_needs_a_primary_thumbprint() {
-        let auth = Authentication { kind: AuthenticationType::SelfSigned, ..Default::default() };
+        let auth = Authentication {
+            kind: AuthenticationType::SelfSigned,
+            ..Default::default()
+        };
         assert!(auth.completed(None).is_err());
         let auth: Authentication = serde_json::from_str(
             r#"{"type":"selfSigned","x509Thumbprint":{"primaryThumbprint":"aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd","secondaryThumbprint":null}}"#,

@@ -24,9 +24,8 @@ pub use error::{ErrorCode, HasErrorCode, ModelError};
 pub use hub::{Hub, SharedAccessPolicy};
 pub use id::{DeviceId, Etag, HubName, ModuleId, PolicyName};
 pub use identity::{
-    new_generation_id,
     Authentication, AuthenticationType, Capabilities, ConnectionState, Device, DeviceStatus, Module,
-    SymmetricKeyPair, X509Thumbprints,
+    SymmetricKeyPair, X509Thumbprints, new_generation_id,
 };
 pub use timestamp::Timestamp;
 pub use twin::{Twin, TwinLimits, TwinSection, TwinUpdate};

@@ -106,7 +106,10 @@ mod tests {
     #[test]
     fn never_formats_as_azure_zero_date() {
         assert_eq!(Timestamp::NEVER.to_string(), "0001-01-01T00:00:00Z");
-        assert_eq!("0001-01-01T00:00:00Z".parse::<Timestamp>().unwrap(), Timestamp::NEVER);
+        assert_eq!(
+            "0001-01-01T00:00:00Z".parse::<Timestamp>().unwrap(),
+            Timestamp::NEVER
+        );
     }
 
     #[test]

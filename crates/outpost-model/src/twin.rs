@@ -26,7 +26,12 @@ pub struct TwinLimits {
 
 impl Default for TwinLimits {
     fn default() -> Self {
-        Self { max_section_bytes: 32 * 1024, max_depth: 10, max_key_bytes: 1024, max_string_bytes: 4096 }
+        Self {
+            max_section_bytes: 32 * 1024,
+            max_depth: 10,
+            max_key_bytes: 1024,
+            max_string_bytes: 4096,
+        }
     }
 }
 
@@ -48,7 +53,11 @@ impl TwinSection {
         if with_versions {
             metadata.insert("$lastUpdatedVersion".into(), Value::from(1));
         }
-        Self { properties: Map::new(), version: 1, metadata }
+        Self {
+            properties: Map::new(),
+            version: 1,
+            metadata,
+        }
     }
 
     /// Returns the section as Azure renders it: properties plus `$metadata` and `$version`.
@@ -103,7 +112,9 @@ impl TwinUpdate {
         let tags = object_member(body.get("tags"), "tags")?;
         let desired = match body.get("properties") {
             None | Some(Value::Null) => None,
-            Some(Value::Object(properties)) => object_member(properties.get("desired"), "properties.desired")?,
+            Some(Value::Object(properties)) => {
+                object_member(properties.get("desired"), "properties.desired")?
+            }
             Some(_) => return Err(ModelError::InvalidTwin("properties must be an object".into())),
         };
         Ok(Self { tags, desired })
@@ -138,7 +149,12 @@ impl Twin {
     ///
     /// # Errors
     /// [`ModelError`] when the patch breaks a key rule or a limit.
-    pub fn apply_patch(&mut self, update: &TwinUpdate, now: Timestamp, limits: &TwinLimits) -> Result<(), ModelError> {
+    pub fn apply_patch(
+        &mut self,
+        update: &TwinUpdate,
+        now: Timestamp,
+        limits: &TwinLimits,
+    ) -> Result<(), ModelError> {
         let mut next = self.clone();
         if let Some(tags) = &update.tags {
             let tags = strip_reserved(tags, "tags")?;
@@ -149,7 +165,13 @@ impl Twin {
             let desired = strip_reserved(desired, "desired")?;
             next.desired.version += 1;
             let version = Some(next.desired.version);
-            merge_with_metadata(&mut next.desired.properties, &mut next.desired.metadata, &desired, now, version);
+            merge_with_metadata(
+                &mut next.desired.properties,
+                &mut next.desired.metadata,
+                &desired,
+                now,
+                version,
+            );
             check_limits(&next.desired.properties, "desired", limits)?;
         }
         next.version += 1;
@@ -161,7 +183,12 @@ impl Twin {
     ///
     /// # Errors
     /// [`ModelError`] when the new document breaks a key rule or a limit.
-    pub fn replace(&mut self, update: &TwinUpdate, now: Timestamp, limits: &TwinLimits) -> Result<(), ModelError> {
+    pub fn replace(
+        &mut self,
+        update: &TwinUpdate,
+        now: Timestamp,
+        limits: &TwinLimits,
+    ) -> Result<(), ModelError> {
         let mut next = self.clone();
         let tags = strip_reserved(&update.tags.clone().unwrap_or_default(), "tags")?;
         check_limits(&tags, "tags", limits)?;
@@ -192,7 +219,13 @@ impl Twin {
     ) -> Result<(), ModelError> {
         let patch = strip_reserved(patch, "reported")?;
         let mut reported = self.reported.clone();
-        merge_with_metadata(&mut reported.properties, &mut reported.metadata, &patch, now, None);
+        merge_with_metadata(
+            &mut reported.properties,
+            &mut reported.metadata,
+            &patch,
+            now,
+            None,
+        );
         check_limits(&reported.properties, "reported", limits)?;
         reported.version += 1;
         self.reported = reported;
@@ -208,7 +241,10 @@ impl Twin {
 
 /// Drops the read-only `$metadata`/`$version` members SDKs echo back from a GET, and checks
 /// every key against Azure's rules.
-fn strip_reserved(section: &Map<String, Value>, name: &'static str) -> Result<Map<String, Value>, ModelError> {
+fn strip_reserved(
+    section: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Map<String, Value>, ModelError> {
     let mut out = Map::new();
     for (key, value) in section {
         if key == "$metadata" || key == "$version" {
@@ -233,7 +269,10 @@ fn check_nested_keys(value: &Value, section: &'static str) -> Result<(), ModelEr
 
 fn check_key(key: &str, section: &'static str) -> Result<(), ModelError> {
     // Azure: keys exclude control characters, '.', '$' and ' '.
-    let bad = key.is_empty() || key.chars().any(|c| c.is_control() || c == '.' || c == '$' || c == ' ');
+    let bad = key.is_empty()
+        || key
+            .chars()
+            .any(|c| c.is_control() || c == '.' || c == '$' || c == ' ');
     if bad {
         return Err(ModelError::InvalidTwin(format!(
             "{section} key '{}' is empty or contains '.', '$', a space or a control character",
@@ -243,11 +282,23 @@ fn check_key(key: &str, section: &'static str) -> Result<(), ModelError> {
     Ok(())
 }
 
-fn check_limits(section: &Map<String, Value>, name: &'static str, limits: &TwinLimits) -> Result<(), ModelError> {
-    let exceeded = |detail: String| ModelError::TwinLimitExceeded { section: name, detail };
-    let size = serde_json::to_vec(section).map(|bytes| bytes.len()).unwrap_or(usize::MAX);
+fn check_limits(
+    section: &Map<String, Value>,
+    name: &'static str,
+    limits: &TwinLimits,
+) -> Result<(), ModelError> {
+    let exceeded = |detail: String| ModelError::TwinLimitExceeded {
+        section: name,
+        detail,
+    };
+    let size = serde_json::to_vec(section)
+        .map(|bytes| bytes.len())
+        .unwrap_or(usize::MAX);
     if size > limits.max_section_bytes {
-        return Err(exceeded(format!("{size} bytes, the limit is {}", limits.max_section_bytes)));
+        return Err(exceeded(format!(
+            "{size} bytes, the limit is {}",
+            limits.max_section_bytes
+        )));
     }
     fn walk(value: &Value, depth: usize, limits: &TwinLimits) -> Result<(), String> {
         match value {
@@ -257,7 +308,11 @@ fn check_limits(section: &Map<String, Value>, name: &'static str, limits: &TwinL
                 }
                 for (key, child) in map {
                     if key.len() > limits.max_key_bytes {
-                        return Err(format!("a key of {} bytes, the limit is {}", key.len(), limits.max_key_bytes));
+                        return Err(format!(
+                            "a key of {} bytes, the limit is {}",
+                            key.len(),
+                            limits.max_key_bytes
+                        ));
                     }
                     walk(child, depth + 1, limits)?;
                 }
@@ -282,7 +337,9 @@ fn merge_plain(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
                 target.remove(key);
             }
             Value::Object(child_patch) => {
-                let child = target.entry(key.clone()).or_insert_with(|| Value::Object(Map::new()));
+                let child = target
+                    .entry(key.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
                 if !child.is_object() {
                     *child = Value::Object(Map::new());
                 }
@@ -324,8 +381,12 @@ fn merge_with_metadata(
                 meta.remove(key);
             }
             Value::Object(child_patch) => {
-                let child = target.entry(key.clone()).or_insert_with(|| Value::Object(Map::new()));
-                let child_meta = meta.entry(key.clone()).or_insert_with(|| Value::Object(Map::new()));
+                let child = target
+                    .entry(key.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                let child_meta = meta
+                    .entry(key.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
                 if !child.is_object() {
                     *child = Value::Object(Map::new());
                     *child_meta = Value::Object(Map::new());
@@ -360,13 +421,19 @@ mod tests {
     }
 
     fn desired(value: Value) -> TwinUpdate {
-        TwinUpdate { desired: Some(map(value)), tags: None }
+        TwinUpdate {
+            desired: Some(map(value)),
+            tags: None,
+        }
     }
 
     #[test]
     fn new_twin_starts_at_version_one() {
         let twin = Twin::new(Timestamp::now());
-        assert_eq!((twin.version, twin.desired.version, twin.reported.version), (1, 1, 1));
+        assert_eq!(
+            (twin.version, twin.desired.version, twin.reported.version),
+            (1, 1, 1)
+        );
         assert_eq!(twin.etag().as_str(), "AAAAAAAAAAE=");
     }
 
@@ -374,10 +441,22 @@ mod tests {
     fn desired_patch_merges_deletes_and_bumps_versions() {
         let now = Timestamp::now();
         let mut twin = Twin::new(now);
-        twin.apply_patch(&desired(json!({"a": {"b": 1, "c": 2}, "x": "y"})), now, &TwinLimits::default()).unwrap();
-        twin.apply_patch(&desired(json!({"a": {"b": null}, "x": null, "z": [1, 2]})), now, &TwinLimits::default())
-            .unwrap();
-        assert_eq!(Value::Object(twin.desired.properties.clone()), json!({"a": {"c": 2}, "z": [1, 2]}));
+        twin.apply_patch(
+            &desired(json!({"a": {"b": 1, "c": 2}, "x": "y"})),
+            now,
+            &TwinLimits::default(),
+        )
+        .unwrap();
+        twin.apply_patch(
+            &desired(json!({"a": {"b": null}, "x": null, "z": [1, 2]})),
+            now,
+            &TwinLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(twin.desired.properties.clone()),
+            json!({"a": {"c": 2}, "z": [1, 2]})
+        );
         assert_eq!(twin.desired.version, 3);
         assert_eq!(twin.version, 3);
         assert_eq!(twin.reported.version, 1);
@@ -393,11 +472,17 @@ mod tests {
     fn tags_and_desired_in_one_patch_bump_the_twin_once() {
         let now = Timestamp::now();
         let mut twin = Twin::new(now);
-        let update = TwinUpdate { tags: Some(map(json!({"site": "a"}))), desired: Some(map(json!({"t": 1}))) };
+        let update = TwinUpdate {
+            tags: Some(map(json!({"site": "a"}))),
+            desired: Some(map(json!({"t": 1}))),
+        };
         twin.apply_patch(&update, now, &TwinLimits::default()).unwrap();
         assert_eq!(twin.version, 2);
         assert_eq!(twin.tags["site"], json!("a"));
-        let tags_only = TwinUpdate { tags: Some(map(json!({"site": null, "floor": 2}))), desired: None };
+        let tags_only = TwinUpdate {
+            tags: Some(map(json!({"site": null, "floor": 2}))),
+            desired: None,
+        };
         twin.apply_patch(&tags_only, now, &TwinLimits::default()).unwrap();
         assert_eq!(Value::Object(twin.tags.clone()), json!({"floor": 2}));
         assert_eq!(twin.desired.version, 2);
@@ -409,7 +494,12 @@ mod tests {
         let now = Timestamp::now();
         let mut twin = Twin::new(now);
         let body = json!({"deviceId": "d", "properties": {"desired": {"t": 1, "$metadata": {}, "$version": 7}, "reported": {"r": 1}}});
-        twin.apply_patch(&TwinUpdate::from_twin_json(&body).unwrap(), now, &TwinLimits::default()).unwrap();
+        twin.apply_patch(
+            &TwinUpdate::from_twin_json(&body).unwrap(),
+            now,
+            &TwinLimits::default(),
+        )
+        .unwrap();
         assert_eq!(Value::Object(twin.desired.properties.clone()), json!({"t": 1}));
         assert!(twin.reported.properties.is_empty());
     }
@@ -418,9 +508,13 @@ mod tests {
     fn replace_drops_previous_desired_and_tags() {
         let now = Timestamp::now();
         let mut twin = Twin::new(now);
-        let first = TwinUpdate { tags: Some(map(json!({"a": 1}))), desired: Some(map(json!({"p": 1}))) };
+        let first = TwinUpdate {
+            tags: Some(map(json!({"a": 1}))),
+            desired: Some(map(json!({"p": 1}))),
+        };
         twin.apply_patch(&first, now, &TwinLimits::default()).unwrap();
-        twin.replace(&desired(json!({"q": 2})), now, &TwinLimits::default()).unwrap();
+        twin.replace(&desired(json!({"q": 2})), now, &TwinLimits::default())
+            .unwrap();
         assert!(twin.tags.is_empty());
         assert_eq!(Value::Object(twin.desired.properties.clone()), json!({"q": 2}));
         assert!(twin.desired.metadata.get("p").is_none());
@@ -431,8 +525,12 @@ mod tests {
     fn reported_patch_bumps_reported_only() {
         let now = Timestamp::now();
         let mut twin = Twin::new(now);
-        twin.apply_reported_patch(&map(json!({"fw": "1.0"})), now, &TwinLimits::default()).unwrap();
-        assert_eq!((twin.version, twin.desired.version, twin.reported.version), (2, 1, 2));
+        twin.apply_reported_patch(&map(json!({"fw": "1.0"})), now, &TwinLimits::default())
+            .unwrap();
+        assert_eq!(
+            (twin.version, twin.desired.version, twin.reported.version),
+            (2, 1, 2)
+        );
         assert!(twin.reported.metadata["fw"].get("$lastUpdatedVersion").is_none());
     }
 
@@ -440,8 +538,16 @@ mod tests {
     fn bad_keys_are_rejected_and_leave_the_twin_unchanged() {
         let now = Timestamp::now();
         let mut twin = Twin::new(now);
-        for bad in [json!({"a.b": 1}), json!({"a": {"$x": 1}}), json!({"a b": 1}), json!({"": 1})] {
-            assert!(twin.apply_patch(&desired(bad), now, &TwinLimits::default()).is_err());
+        for bad in [
+            json!({"a.b": 1}),
+            json!({"a": {"$x": 1}}),
+            json!({"a b": 1}),
+            json!({"": 1}),
+        ] {
+            assert!(
+                twin.apply_patch(&desired(bad), now, &TwinLimits::default())
+                    .is_err()
+            );
         }
         assert_eq!(twin, Twin::new(now));
     }
@@ -456,9 +562,15 @@ mod tests {
             "h": "x".repeat(4000), "i": "x".repeat(4000)});
         assert!(matches!(
             twin.apply_patch(&desired(big), now, &limits),
-            Err(ModelError::TwinLimitExceeded { section: "desired", .. })
+            Err(ModelError::TwinLimitExceeded {
+                section: "desired",
+                ..
+            })
         ));
-        assert!(twin.apply_patch(&desired(json!({"s": "x".repeat(4097)})), now, &limits).is_err());
+        assert!(
+            twin.apply_patch(&desired(json!({"s": "x".repeat(4097)})), now, &limits)
+                .is_err()
+        );
         let mut deep = json!(1);
         for _ in 0..11 {
             deep = json!({ "n": deep });
@@ -469,6 +581,9 @@ mod tests {
             ok = json!({ "n": ok });
         }
         assert!(twin.apply_patch(&desired(ok), now, &limits).is_ok());
-        assert!(twin.apply_patch(&desired(json!({"k".repeat(1025): 1})), now, &limits).is_err());
+        assert!(
+            twin.apply_patch(&desired(json!({"k".repeat(1025): 1})), now, &limits)
+                .is_err()
+        );
     }
 }

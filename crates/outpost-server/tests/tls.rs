@@ -16,17 +16,17 @@ use axum::extract::ConnectInfo;
 use axum::routing::get;
 use http_body_util::{BodyExt as _, Empty};
 use hyper::body::Bytes;
-use hyper::header::HOST;
+use hyper::header::{CONNECTION, HOST, UPGRADE};
 use hyper::{HeaderMap, Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use outpost_server::https::{ConnectionLimits, serve_https};
+use outpost_server::https::{ConnectionLimits, serve_http, serve_https};
 use outpost_server::tls::{
     CertificateFiles, DevCa, ReloadingCertResolver, peer_leaf_der, server_config,
     server_config_with_optional_client_certs,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{CertificateError, ClientConfig, RootCertStore, SupportedProtocolVersion};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector, client::TlsStream};
@@ -39,6 +39,10 @@ const HTTP11: &[&[u8]] = &[b"http/1.1"];
 
 fn names(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn ensure(ca: &DevCa, dir: &Path, hosts: &[&str]) -> bool {
+    ca.ensure_server_cert(dir, &names(hosts)).unwrap()
 }
 
 /// Creates a dev CA in `<root>/ca` and a server certificate for `hosts` in `<root>/<server>`.
@@ -170,6 +174,19 @@ fn router() -> Router {
             get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }),
         )
         .route(
+            "/upgrade",
+            get(|mut request: axum::extract::Request| async move {
+                let on_upgrade = hyper::upgrade::on(&mut request);
+                tokio::spawn(async move {
+                    let mut io = TokioIo::new(on_upgrade.await.unwrap());
+                    io.write_all(b"upgraded").await.unwrap();
+                });
+                let response = hyper::Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
+                let response = response.header(CONNECTION, "upgrade").header(UPGRADE, "echo");
+                response.body(axum::body::Body::empty()).unwrap()
+            }),
+        )
+        .route(
             "/slow",
             get(|| async {
                 tokio::time::sleep(Duration::from_millis(300)).await;
@@ -190,7 +207,8 @@ impl Drop for TestServer {
     }
 }
 
-async fn start_server(tls: Arc<rustls::ServerConfig>, limits: ConnectionLimits) -> TestServer {
+async fn start_server(resolver: Arc<ReloadingCertResolver>, limits: ConnectionLimits) -> TestServer {
+    let tls = server_config(resolver, HTTP11).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cancel = CancellationToken::new();
@@ -201,15 +219,37 @@ async fn start_server(tls: Arc<rustls::ServerConfig>, limits: ConnectionLimits) 
 async fn connect(
     addr: SocketAddr,
     name: &str,
-    config: Arc<ClientConfig>,
+    config: &Arc<ClientConfig>,
 ) -> io::Result<TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(addr).await?;
     let server_name = ServerName::try_from(name.to_owned()).unwrap();
-    TlsConnector::from(config).connect(server_name, tcp).await
+    TlsConnector::from(Arc::clone(config))
+        .connect(server_name, tcp)
+        .await
+}
+
+async fn connect_ok(addr: SocketAddr, name: &str, config: &Arc<ClientConfig>) -> TlsStream<TcpStream> {
+    connect(addr, name, config).await.unwrap()
+}
+
+/// Connects expecting the client to reject the server certificate's names.
+async fn assert_name_rejected(addr: SocketAddr, name: &str, config: &Arc<ClientConfig>) {
+    let err = connect(addr, name, config).await.unwrap_err();
+    assert!(is_name_mismatch(&err), "{err:?}");
+}
+
+/// Serves a fresh dev server certificate for `hosts` over HTTPS.
+async fn serve_dev(root: &Path, hosts: &[&str], limits: ConnectionLimits) -> (DevCa, TestServer) {
+    let (ca, files) = dev_pki(root, "tls", hosts);
+    let resolver = Arc::new(ReloadingCertResolver::new(files).unwrap());
+    (ca, start_server(resolver, limits).await)
 }
 
 /// Sends one HTTP/1.1 GET over `stream`; returns status and body.
-async fn get_over(stream: TlsStream<TcpStream>, path: &str, host: &str) -> (StatusCode, String) {
+async fn get_over<S>(stream: S, path: &str, host: &str) -> (StatusCode, String)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
@@ -225,7 +265,7 @@ async fn get_over(stream: TlsStream<TcpStream>, path: &str, host: &str) -> (Stat
 }
 
 async fn get_host(addr: SocketAddr, config: Arc<ClientConfig>) -> (StatusCode, String) {
-    let stream = connect(addr, "localhost", config).await.unwrap();
+    let stream = connect_ok(addr, "localhost", &config).await;
     get_over(stream, "/host", "localhost").await
 }
 
@@ -262,11 +302,7 @@ async fn reloaded_ca_issues_server_certs_that_chain_to_the_original_ca_pem() {
         "ca.pem was rewritten"
     );
     let server_dir = tmp.path().join("server");
-    assert!(
-        reloaded
-            .ensure_server_cert(&server_dir, &names(&["hub.example.test"]))
-            .unwrap()
-    );
+    assert!(ensure(&reloaded, &server_dir, &["hub.example.test"]));
 
     // The client trusts only a copy of the ca.pem written by the first instance.
     let trusted = tmp.path().join("trusted-ca.pem");
@@ -295,14 +331,8 @@ async fn ca_certificate_has_the_documented_subject_usages_and_validity() {
     let now = time::OffsetDateTime::now_utc();
     let not_before = x509.validity().not_before.to_datetime();
     let not_after = x509.validity().not_after.to_datetime();
-    assert!(
-        now - not_before >= time::Duration::hours(23),
-        "not backdated: {not_before}"
-    );
-    assert!(
-        not_after - now >= time::Duration::days(3650),
-        "too short: {not_after}"
-    );
+    assert!(now - not_before >= time::Duration::hours(23), "{not_before}");
+    assert!(not_after - now >= time::Duration::days(3650), "{not_after}");
 }
 
 #[tokio::test]
@@ -313,10 +343,7 @@ async fn missing_ca_pem_is_recreated_from_the_key_and_earlier_server_certs_still
     drop(ca);
 
     let ca = DevCa::load_or_create(&tmp.path().join("ca")).unwrap();
-    assert!(
-        !ca.ensure_server_cert(&tmp.path().join("server"), &names(&["hub.example.test"]))
-            .unwrap()
-    );
+    assert!(!ensure(&ca, &tmp.path().join("server"), &["hub.example.test"]));
     let resolver = Arc::new(ReloadingCertResolver::new(files).unwrap());
     let server = server_config(resolver, HTTP11).unwrap();
     handshake_in_memory(server, trusting(ca.ca_pem_path()), "hub.example.test")
@@ -332,8 +359,7 @@ fn ensure_server_cert_issues_once_and_reissues_when_a_host_name_is_added() {
     let files = DevCa::server_files(&dir);
 
     assert!(
-        ca.ensure_server_cert(&dir, &names(&["hub.example.test"]))
-            .unwrap(),
+        ensure(&ca, &dir, &["hub.example.test"]),
         "missing cert not issued"
     );
     assert_private(&files.key);
@@ -349,32 +375,16 @@ fn ensure_server_cert_issues_once_and_reissues_when_a_host_name_is_added() {
 
     let leaf = leaf_of(&files);
     let (_, x509) = x509_parser::parse_x509_certificate(&leaf).unwrap();
-    assert_eq!(
-        x509.subject()
-            .iter_common_name()
-            .next()
-            .unwrap()
-            .as_str()
-            .unwrap(),
-        "hub.example.test"
-    );
+    let cn = x509.subject().iter_common_name().next().unwrap();
+    assert_eq!(cn.as_str().unwrap(), "hub.example.test");
     assert!(x509.extended_key_usage().unwrap().unwrap().value.server_auth);
     assert!(x509.key_usage().unwrap().unwrap().value.digital_signature());
     assert!(!x509.is_ca());
 
     // Same names, a subset, or different case: nothing to do, file untouched.
-    assert!(
-        !ca.ensure_server_cert(&dir, &names(&["hub.example.test"]))
-            .unwrap()
-    );
-    assert!(
-        !ca.ensure_server_cert(&dir, &names(&["localhost", "::1"]))
-            .unwrap()
-    );
-    assert!(
-        !ca.ensure_server_cert(&dir, &names(&["HUB.example.test"]))
-            .unwrap()
-    );
+    assert!(!ensure(&ca, &dir, &["hub.example.test"]));
+    assert!(!ensure(&ca, &dir, &["localhost", "::1"]));
+    assert!(!ensure(&ca, &dir, &["HUB.example.test"]));
     assert_eq!(std::fs::read(&files.cert).unwrap(), pem);
 
     let added = names(&["hub.example.test", "plant1.example.test", "192.0.2.7"]);
@@ -392,23 +402,21 @@ fn ensure_server_cert_issues_once_and_reissues_when_a_host_name_is_added() {
 #[test]
 fn ensure_server_cert_reissues_when_the_cert_is_from_another_ca_or_the_key_does_not_match() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("tls");
-    let hosts = names(&["hub.example.test"]);
+    let (dir, other) = (tmp.path().join("tls"), tmp.path().join("other"));
     let first = DevCa::load_or_create(&tmp.path().join("ca1")).unwrap();
-    assert!(first.ensure_server_cert(&dir, &hosts).unwrap());
+    assert!(ensure(&first, &dir, &["hub.example.test"]));
 
     let second = DevCa::load_or_create(&tmp.path().join("ca2")).unwrap();
     assert!(
-        second.ensure_server_cert(&dir, &hosts).unwrap(),
+        ensure(&second, &dir, &["hub.example.test"]),
         "cert of another ca was kept"
     );
-    assert!(!second.ensure_server_cert(&dir, &hosts).unwrap());
+    assert!(!ensure(&second, &dir, &["hub.example.test"]));
 
-    let other = tmp.path().join("other");
-    second.ensure_server_cert(&other, &hosts).unwrap();
+    assert!(ensure(&second, &other, &["hub.example.test"]));
     std::fs::copy(other.join("server.key"), dir.join("server.key")).unwrap();
     assert!(
-        second.ensure_server_cert(&dir, &hosts).unwrap(),
+        ensure(&second, &dir, &["hub.example.test"]),
         "mismatched key was kept"
     );
 }
@@ -444,20 +452,12 @@ fn mismatched_certificate_and_key_files_are_rejected() {
 #[tokio::test]
 async fn https_request_over_dev_ca_chain_gets_200_with_host_and_peer_address() {
     let tmp = tempfile::tempdir().unwrap();
-    let (ca, files) = dev_pki(tmp.path(), "tls", &["hub.example.test"]);
-    let resolver = Arc::new(ReloadingCertResolver::new(files).unwrap());
-    let server = start_server(
-        server_config(resolver, HTTP11).unwrap(),
-        ConnectionLimits::default(),
-    )
-    .await;
+    let (ca, server) = serve_dev(tmp.path(), &["hub.example.test"], ConnectionLimits::default()).await;
 
     let (status, body) = get_host(server.addr, trusting(ca.ca_pem_path())).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "localhost"));
 
-    let stream = connect(server.addr, "hub.example.test", trusting(ca.ca_pem_path()))
-        .await
-        .unwrap();
+    let stream = connect_ok(server.addr, "hub.example.test", &trusting(ca.ca_pem_path())).await;
     let client_addr = stream.get_ref().0.local_addr().unwrap();
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
     let (status, body) = get_over(stream, "/peer", "hub.example.test").await;
@@ -465,18 +465,37 @@ async fn https_request_over_dev_ca_chain_gets_200_with_host_and_peer_address() {
 }
 
 #[tokio::test]
+async fn connection_upgrade_hands_the_tls_stream_to_the_handler() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, server) = serve_dev(tmp.path(), &[], ConnectionLimits::default()).await;
+    let stream = connect_ok(server.addr, "localhost", &trusting(ca.ca_pem_path())).await;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection.with_upgrades());
+    let request = Request::get("/upgrade")
+        .header(HOST, "localhost")
+        .header(CONNECTION, "upgrade");
+    let request = request
+        .header(UPGRADE, "echo")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+
+    let mut upgraded = TokioIo::new(hyper::upgrade::on(response).await.unwrap());
+    let mut received = [0u8; 8];
+    upgraded.read_exact(&mut received).await.unwrap();
+    assert_eq!(&received, b"upgraded");
+}
+
+#[tokio::test]
 async fn tls12_only_client_is_served() {
     let tmp = tempfile::tempdir().unwrap();
-    let (ca, files) = dev_pki(tmp.path(), "tls", &[]);
-    let resolver = Arc::new(ReloadingCertResolver::new(files).unwrap());
-    let server = start_server(
-        server_config(resolver, HTTP11).unwrap(),
-        ConnectionLimits::default(),
-    )
-    .await;
+    let (ca, server) = serve_dev(tmp.path(), &[], ConnectionLimits::default()).await;
 
     let config = client_config(ca.ca_pem_path(), &[&rustls::version::TLS12]);
-    let stream = connect(server.addr, "localhost", config).await.unwrap();
+    let stream = connect_ok(server.addr, "localhost", &config).await;
     assert_eq!(
         stream.get_ref().1.protocol_version(),
         Some(rustls::ProtocolVersion::TLSv1_2)
@@ -487,18 +506,9 @@ async fn tls12_only_client_is_served() {
 #[tokio::test]
 async fn server_name_not_in_the_certificate_fails_verification() {
     let tmp = tempfile::tempdir().unwrap();
-    let (ca, files) = dev_pki(tmp.path(), "tls", &["hub.example.test"]);
-    let resolver = Arc::new(ReloadingCertResolver::new(files).unwrap());
-    let server = start_server(
-        server_config(resolver, HTTP11).unwrap(),
-        ConnectionLimits::default(),
-    )
-    .await;
+    let (ca, server) = serve_dev(tmp.path(), &["hub.example.test"], ConnectionLimits::default()).await;
 
-    let err = connect(server.addr, "not-covered.example", trusting(ca.ca_pem_path()))
-        .await
-        .unwrap_err();
-    assert!(is_name_mismatch(&err), "{err:?}");
+    assert_name_rejected(server.addr, "not-covered.example", &trusting(ca.ca_pem_path())).await;
     assert_eq!(
         get_host(server.addr, trusting(ca.ca_pem_path())).await.0,
         StatusCode::OK
@@ -508,13 +518,7 @@ async fn server_name_not_in_the_certificate_fails_verification() {
 #[tokio::test]
 async fn garbage_and_aborted_connections_do_not_affect_the_next_client() {
     let tmp = tempfile::tempdir().unwrap();
-    let (ca, files) = dev_pki(tmp.path(), "tls", &[]);
-    let resolver = Arc::new(ReloadingCertResolver::new(files).unwrap());
-    let server = start_server(
-        server_config(resolver, HTTP11).unwrap(),
-        ConnectionLimits::default(),
-    )
-    .await;
+    let (ca, server) = serve_dev(tmp.path(), &[], ConnectionLimits::default()).await;
 
     let mut plain = TcpStream::connect(server.addr).await.unwrap();
     plain
@@ -541,26 +545,22 @@ async fn garbage_and_aborted_connections_do_not_affect_the_next_client() {
 #[tokio::test]
 async fn silent_client_is_dropped_after_the_handshake_timeout() {
     let tmp = tempfile::tempdir().unwrap();
-    let (_ca, files) = dev_pki(tmp.path(), "tls", &[]);
-    let resolver = Arc::new(ReloadingCertResolver::new(files).unwrap());
     let limits = ConnectionLimits {
         handshake_timeout: Duration::from_millis(200),
         ..ConnectionLimits::default()
     };
-    let server = start_server(server_config(resolver, HTTP11).unwrap(), limits).await;
+    let (_ca, server) = serve_dev(tmp.path(), &[], limits).await;
     assert_closed_by_server(TcpStream::connect(server.addr).await.unwrap()).await;
 }
 
 #[tokio::test]
 async fn full_listener_makes_new_clients_wait_until_a_connection_closes() {
     let tmp = tempfile::tempdir().unwrap();
-    let (ca, files) = dev_pki(tmp.path(), "tls", &[]);
-    let resolver = Arc::new(ReloadingCertResolver::new(files).unwrap());
     let limits = ConnectionLimits {
         max_connections: 1,
         handshake_timeout: Duration::from_secs(30),
     };
-    let server = start_server(server_config(resolver, HTTP11).unwrap(), limits).await;
+    let (ca, server) = serve_dev(tmp.path(), &[], limits).await;
 
     // Holds the only slot: accepted, stuck in the handshake.
     let holder = TcpStream::connect(server.addr).await.unwrap();
@@ -583,17 +583,9 @@ async fn full_listener_makes_new_clients_wait_until_a_connection_closes() {
 #[tokio::test]
 async fn shutdown_lets_in_flight_requests_finish_and_then_refuses_connections() {
     let tmp = tempfile::tempdir().unwrap();
-    let (ca, files) = dev_pki(tmp.path(), "tls", &[]);
-    let resolver = Arc::new(ReloadingCertResolver::new(files).unwrap());
-    let mut server = start_server(
-        server_config(resolver, HTTP11).unwrap(),
-        ConnectionLimits::default(),
-    )
-    .await;
+    let (ca, mut server) = serve_dev(tmp.path(), &[], ConnectionLimits::default()).await;
 
-    let stream = connect(server.addr, "localhost", trusting(ca.ca_pem_path()))
-        .await
-        .unwrap();
+    let stream = connect_ok(server.addr, "localhost", &trusting(ca.ca_pem_path())).await;
     let in_flight = tokio::spawn(get_over(stream, "/slow", "localhost"));
     tokio::time::sleep(Duration::from_millis(100)).await;
     server.cancel.cancel();
@@ -608,77 +600,85 @@ async fn shutdown_lets_in_flight_requests_finish_and_then_refuses_connections() 
     );
 }
 
+#[tokio::test]
+async fn plain_http_listener_passes_the_peer_address_and_stops_on_cancel() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(serve_http(listener, router(), cancel.clone()));
+
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let local = tcp.local_addr().unwrap().to_string();
+    assert_eq!(get_over(tcp, "/peer", "localhost").await, (StatusCode::OK, local));
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
 // ---- hot reload ---------------------------------------------------------------------------
 
-/// Serves `live` (a copy of `a`) and returns the pieces the reload tests need.
-async fn reload_fixture(
-    root: &Path,
-) -> (
-    DevCa,
-    CertificateFiles,
-    CertificateFiles,
-    Arc<ReloadingCertResolver>,
-    TestServer,
-) {
+struct ReloadFixture {
+    ca: DevCa,
+    /// The files served: a copy of certificate A for `alpha.example.test`.
+    live: CertificateFiles,
+    /// Certificate B for `bravo-longer.example.test`, to copy over `live`.
+    b: CertificateFiles,
+    resolver: Arc<ReloadingCertResolver>,
+    server: TestServer,
+}
+
+async fn reload_fixture(root: &Path) -> ReloadFixture {
     let (ca, a) = dev_pki(root, "a", &["alpha.example.test"]);
     let b_dir = root.join("b");
-    assert!(
-        ca.ensure_server_cert(&b_dir, &names(&["bravo-longer.example.test"]))
-            .unwrap()
-    );
+    assert!(ensure(&ca, &b_dir, &["bravo-longer.example.test"]));
     let b = DevCa::server_files(&b_dir);
     let live = DevCa::server_files(&root.join("live"));
     std::fs::create_dir_all(root.join("live")).unwrap();
     copy_files(&a, &live);
     let resolver = Arc::new(ReloadingCertResolver::new(live.clone()).unwrap());
-    let server = start_server(
-        server_config(Arc::clone(&resolver), HTTP11).unwrap(),
-        ConnectionLimits::default(),
-    )
-    .await;
-    (ca, live, b, resolver, server)
+    let server = start_server(Arc::clone(&resolver), ConnectionLimits::default()).await;
+    ReloadFixture {
+        ca,
+        live,
+        b,
+        resolver,
+        server,
+    }
 }
 
 #[tokio::test]
 async fn reload_now_serves_the_replaced_certificate_to_new_handshakes() {
     let tmp = tempfile::tempdir().unwrap();
-    let (ca, live, b, resolver, server) = reload_fixture(tmp.path()).await;
-    let client = trusting(ca.ca_pem_path());
-    connect(server.addr, "alpha.example.test", client.clone())
-        .await
-        .unwrap();
-    let err = connect(server.addr, "bravo-longer.example.test", client.clone())
-        .await
-        .unwrap_err();
-    assert!(is_name_mismatch(&err), "{err:?}");
+    let f = reload_fixture(tmp.path()).await;
+    let client = trusting(f.ca.ca_pem_path());
+    connect_ok(f.server.addr, "alpha.example.test", &client).await;
+    assert_name_rejected(f.server.addr, "bravo-longer.example.test", &client).await;
 
-    copy_files(&b, &live);
-    resolver.reload_now().unwrap();
+    copy_files(&f.b, &f.live);
+    f.resolver.reload_now().unwrap();
 
-    let stream = connect(server.addr, "bravo-longer.example.test", client.clone())
-        .await
-        .unwrap();
+    let stream = connect_ok(f.server.addr, "bravo-longer.example.test", &client).await;
     let served = stream.get_ref().1.peer_certificates().unwrap()[0].clone();
-    assert_eq!(served, leaf_of(&b));
-    let err = connect(server.addr, "alpha.example.test", client)
-        .await
-        .unwrap_err();
-    assert!(is_name_mismatch(&err), "{err:?}");
+    assert_eq!(served, leaf_of(&f.b));
+    assert_name_rejected(f.server.addr, "alpha.example.test", &client).await;
 }
 
 #[tokio::test]
 async fn watcher_picks_up_a_replaced_certificate_within_a_few_polls() {
     let tmp = tempfile::tempdir().unwrap();
-    let (ca, live, b, resolver, server) = reload_fixture(tmp.path()).await;
+    let f = reload_fixture(tmp.path()).await;
     let cancel = CancellationToken::new();
-    let watcher = Arc::clone(&resolver).spawn_watcher(Duration::from_millis(50), cancel.clone());
+    let watcher = Arc::clone(&f.resolver).spawn_watcher(Duration::from_millis(50), cancel.clone());
 
-    copy_files(&b, &live);
-    let client = trusting(ca.ca_pem_path());
+    copy_files(&f.b, &f.live);
+    let client = trusting(f.ca.ca_pem_path());
     let mut picked_up = false;
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if connect(server.addr, "bravo-longer.example.test", client.clone())
+        if connect(f.server.addr, "bravo-longer.example.test", &client)
             .await
             .is_ok()
         {
@@ -698,23 +698,18 @@ async fn watcher_picks_up_a_replaced_certificate_within_a_few_polls() {
 #[tokio::test]
 async fn failed_reload_keeps_serving_the_previous_certificate() {
     let tmp = tempfile::tempdir().unwrap();
-    let (ca, live, _b, resolver, server) = reload_fixture(tmp.path()).await;
+    let f = reload_fixture(tmp.path()).await;
 
-    std::fs::write(
-        &live.cert,
-        b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
-    )
-    .unwrap();
-    assert!(resolver.reload().is_err());
+    let broken = "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n";
+    std::fs::write(&f.live.cert, broken).unwrap();
+    assert!(f.resolver.reload().is_err());
     assert!(
-        !resolver.reload().unwrap(),
+        !f.resolver.reload().unwrap(),
         "an unchanged broken file is retried on every poll"
     );
-    assert!(resolver.reload_now().is_err());
+    assert!(f.resolver.reload_now().is_err());
 
-    connect(server.addr, "alpha.example.test", trusting(ca.ca_pem_path()))
-        .await
-        .unwrap();
+    connect_ok(f.server.addr, "alpha.example.test", &trusting(f.ca.ca_pem_path())).await;
 }
 
 // ---- optional client certificates ---------------------------------------------------------
@@ -760,13 +755,7 @@ async fn openssl_based_clients_accept_the_dev_chain() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let (ca, files) = dev_pki(tmp.path(), "tls", &["hub.example.test"]);
-    let resolver = Arc::new(ReloadingCertResolver::new(files).unwrap());
-    let server = start_server(
-        server_config(resolver, HTTP11).unwrap(),
-        ConnectionLimits::default(),
-    )
-    .await;
+    let (ca, server) = serve_dev(tmp.path(), &["hub.example.test"], ConnectionLimits::default()).await;
     let port = server.addr.port().to_string();
     let ca_pem = ca.ca_pem_path().to_str().unwrap().to_owned();
 

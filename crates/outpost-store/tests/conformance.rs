@@ -1,6 +1,8 @@
 //! The storage conformance suite of `outpost-core`, run against both flavours of the embedded
 //! store: in memory, and in a file in a temporary directory.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
 mod in_memory {
     outpost_core::conformance_suite!(
         outpost_store::EmbeddedStore::in_memory().expect("open an in-memory store")

@@ -1,6 +1,8 @@
 //! What only the on-disk store promises: records survive closing and reopening the file, and the
 //! file cannot be opened twice at once.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
 use outpost_core::testing::{
     counts, create_device, create_module, device_id, device_record, disabled_device, hub_named, module_id,
     module_record,

@@ -219,8 +219,15 @@ async fn hub_name(client: &OperatorClient, hub: Option<String>) -> anyhow::Resul
 }
 
 async fn hub_host_name(client: &OperatorClient, hub: &str) -> anyhow::Result<String> {
-    let summary = client.call(Method::GET, &format!("/hubs/{}", encode(hub)), None).await?.body;
-    summary.get("hostName").and_then(Value::as_str).map(str::to_owned).context("the hub has no host name")
+    let summary = client
+        .call(Method::GET, &format!("/hubs/{}", encode(hub)), None)
+        .await?
+        .body;
+    summary
+        .get("hostName")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .context("the hub has no host name")
 }
 
 fn print(output: Output, value: &Value, human: impl FnOnce(&Value) -> String) {
@@ -241,11 +248,19 @@ fn field<'a>(value: &'a Value, name: &str) -> &'a str {
 pub async fn hub(global: &GlobalArgs, command: HubCommand) -> anyhow::Result<()> {
     let client = connect(global)?;
     match command {
-        HubCommand::Create { name, host_name, partition_count } => {
+        HubCommand::Create {
+            name,
+            host_name,
+            partition_count,
+        } => {
             let body = json!({ "name": name, "hostName": host_name, "partitionCount": partition_count });
             let hub = client.call(Method::POST, "/hubs", Some(&body)).await?.body;
             print(global.output, &hub, |hub| {
-                format!("Created hub {} (host name {})", field(hub, "name"), field(hub, "hostName"))
+                format!(
+                    "Created hub {} (host name {})",
+                    field(hub, "name"),
+                    field(hub, "hostName")
+                )
             });
         }
         HubCommand::List => {
@@ -256,8 +271,15 @@ pub async fn hub(global: &GlobalArgs, command: HubCommand) -> anyhow::Result<()>
                     .into_iter()
                     .flatten()
                     .map(|hub| {
-                        let partitions = hub.get("partitionCount").and_then(Value::as_u64).unwrap_or_default();
-                        format!("{:<24} {:<40} {partitions} partitions", field(hub, "name"), field(hub, "hostName"))
+                        let partitions = hub
+                            .get("partitionCount")
+                            .and_then(Value::as_u64)
+                            .unwrap_or_default();
+                        format!(
+                            "{:<24} {:<40} {partitions} partitions",
+                            field(hub, "name"),
+                            field(hub, "hostName")
+                        )
                     })
                     .collect();
                 rows.join("\n")
@@ -265,19 +287,35 @@ pub async fn hub(global: &GlobalArgs, command: HubCommand) -> anyhow::Result<()>
         }
         HubCommand::Show { hub } => {
             let name = hub_name(&client, hub).await?;
-            let hub = client.call(Method::GET, &format!("/hubs/{}", encode(&name)), None).await?.body;
+            let hub = client
+                .call(Method::GET, &format!("/hubs/{}", encode(&name)), None)
+                .await?
+                .body;
             print(global.output, &hub, pretty);
         }
         HubCommand::Delete { name } => {
-            client.call(Method::DELETE, &format!("/hubs/{}", encode(&name)), None).await?;
-            print(global.output, &json!({ "deleted": name }), |_| format!("Deleted hub {name}"));
+            client
+                .call(Method::DELETE, &format!("/hubs/{}", encode(&name)), None)
+                .await?;
+            print(global.output, &json!({ "deleted": name }), |_| {
+                format!("Deleted hub {name}")
+            });
         }
-        HubCommand::ConnectionString { hub, policy, eventhub } => {
+        HubCommand::ConnectionString {
+            hub,
+            policy,
+            eventhub,
+        } => {
             let name = hub_name(&client, hub).await?;
-            let path =
-                format!("/hubs/{}/connection-string?policy={}&eventhub={eventhub}", encode(&name), encode(&policy));
+            let path = format!(
+                "/hubs/{}/connection-string?policy={}&eventhub={eventhub}",
+                encode(&name),
+                encode(&policy)
+            );
             let reply = client.call(Method::GET, &path, None).await?.body;
-            print(global.output, &reply, |reply| field(reply, "connectionString").to_owned());
+            print(global.output, &reply, |reply| {
+                field(reply, "connectionString").to_owned()
+            });
         }
     }
     Ok(())
@@ -348,13 +386,23 @@ pub async fn device(global: &GlobalArgs, command: DeviceCommand) -> anyhow::Resu
         }
         DeviceCommand::List { hub, top } => {
             let hub = hub_name(&client, hub).await?;
-            let devices = client.service(&hub, Method::GET, &format!("/devices?top={top}"), None).await?.body;
+            let devices = client
+                .service(&hub, Method::GET, &format!("/devices?top={top}"), None)
+                .await?
+                .body;
             print(global.output, &devices, |devices| {
                 let rows: Vec<String> = devices
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .map(|d| format!("{:<40} {:<9} {}", field(d, "deviceId"), field(d, "status"), field(d, "connectionState")))
+                    .map(|d| {
+                        format!(
+                            "{:<40} {:<9} {}",
+                            field(d, "deviceId"),
+                            field(d, "status"),
+                            field(d, "connectionState")
+                        )
+                    })
                     .collect();
                 rows.join("\n")
             });
@@ -363,14 +411,23 @@ pub async fn device(global: &GlobalArgs, command: DeviceCommand) -> anyhow::Resu
             let hub = hub_name(&client, hub).await?;
             let path = format!("/devices/{}", encode(&device_id));
             client.service(&hub, Method::DELETE, &path, None).await?;
-            print(global.output, &json!({ "deleted": device_id }), |_| format!("Deleted device {device_id}"));
+            print(global.output, &json!({ "deleted": device_id }), |_| {
+                format!("Deleted device {device_id}")
+            });
         }
-        DeviceCommand::ConnectionString { device_id, hub, secondary } => {
+        DeviceCommand::ConnectionString {
+            device_id,
+            hub,
+            secondary,
+        } => {
             let hub = hub_name(&client, hub).await?;
             let path = format!("/devices/{}", encode(&device_id));
             let device = client.service(&hub, Method::GET, &path, None).await?.body;
-            let text = identity_connection_string(&client, &hub, &device, &device_id, None, secondary).await?;
-            print(global.output, &json!({ "connectionString": text }), |reply| field(reply, "connectionString").to_owned());
+            let text =
+                identity_connection_string(&client, &hub, &device, &device_id, None, secondary).await?;
+            print(global.output, &json!({ "connectionString": text }), |reply| {
+                field(reply, "connectionString").to_owned()
+            });
         }
     }
     Ok(())
@@ -391,8 +448,15 @@ async fn identity_connection_string(
         None
     } else {
         let which = if secondary { "secondaryKey" } else { "primaryKey" };
-        let key = auth.get("symmetricKey").and_then(|keys| keys.get(which)).and_then(Value::as_str);
-        Some(key.context("the identity has no key")?.parse().context("the stored key is invalid")?)
+        let key = auth
+            .get("symmetricKey")
+            .and_then(|keys| keys.get(which))
+            .and_then(Value::as_str);
+        Some(
+            key.context("the identity has no key")?
+                .parse()
+                .context("the stored key is invalid")?,
+        )
     };
     let connection_string = DeviceConnectionString {
         host_name,
@@ -421,14 +485,23 @@ fn module_summary(module: &Value) -> String {
 pub async fn module(global: &GlobalArgs, command: ModuleCommand) -> anyhow::Result<()> {
     let client = connect(global)?;
     match command {
-        ModuleCommand::Create { device_id, module_id, hub } => {
+        ModuleCommand::Create {
+            device_id,
+            module_id,
+            hub,
+        } => {
             let hub = hub_name(&client, hub).await?;
-            let body = json!({ "deviceId": device_id, "moduleId": module_id, "authentication": { "type": "sas" } });
+            let body =
+                json!({ "deviceId": device_id, "moduleId": module_id, "authentication": { "type": "sas" } });
             let path = format!("/devices/{}/modules/{}", encode(&device_id), encode(&module_id));
             let module = client.service(&hub, Method::PUT, &path, Some(&body)).await?.body;
             print(global.output, &module, module_summary);
         }
-        ModuleCommand::Show { device_id, module_id, hub } => {
+        ModuleCommand::Show {
+            device_id,
+            module_id,
+            hub,
+        } => {
             let hub = hub_name(&client, hub).await?;
             let path = format!("/devices/{}/modules/{}", encode(&device_id), encode(&module_id));
             let module = client.service(&hub, Method::GET, &path, None).await?.body;
@@ -439,23 +512,41 @@ pub async fn module(global: &GlobalArgs, command: ModuleCommand) -> anyhow::Resu
             let path = format!("/devices/{}/modules", encode(&device_id));
             let modules = client.service(&hub, Method::GET, &path, None).await?.body;
             print(global.output, &modules, |modules| {
-                let rows: Vec<String> =
-                    modules.as_array().into_iter().flatten().map(|m| field(m, "moduleId").to_owned()).collect();
+                let rows: Vec<String> = modules
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|m| field(m, "moduleId").to_owned())
+                    .collect();
                 rows.join("\n")
             });
         }
-        ModuleCommand::Delete { device_id, module_id, hub } => {
+        ModuleCommand::Delete {
+            device_id,
+            module_id,
+            hub,
+        } => {
             let hub = hub_name(&client, hub).await?;
             let path = format!("/devices/{}/modules/{}", encode(&device_id), encode(&module_id));
             client.service(&hub, Method::DELETE, &path, None).await?;
-            print(global.output, &json!({ "deleted": module_id }), |_| format!("Deleted module {module_id}"));
+            print(global.output, &json!({ "deleted": module_id }), |_| {
+                format!("Deleted module {module_id}")
+            });
         }
-        ModuleCommand::ConnectionString { device_id, module_id, hub } => {
+        ModuleCommand::ConnectionString {
+            device_id,
+            module_id,
+            hub,
+        } => {
             let hub = hub_name(&client, hub).await?;
             let path = format!("/devices/{}/modules/{}", encode(&device_id), encode(&module_id));
             let module = client.service(&hub, Method::GET, &path, None).await?.body;
-            let text = identity_connection_string(&client, &hub, &module, &device_id, Some(&module_id), false).await?;
-            print(global.output, &json!({ "connectionString": text }), |reply| field(reply, "connectionString").to_owned());
+            let text =
+                identity_connection_string(&client, &hub, &module, &device_id, Some(&module_id), false)
+                    .await?;
+            print(global.output, &json!({ "connectionString": text }), |reply| {
+                field(reply, "connectionString").to_owned()
+            });
         }
     }
     Ok(())
@@ -480,13 +571,23 @@ fn parse_object(flag: &str, text: Option<String>) -> anyhow::Result<Option<Value
 pub async fn twin(global: &GlobalArgs, command: TwinCommand) -> anyhow::Result<()> {
     let client = connect(global)?;
     match command {
-        TwinCommand::Show { device_id, module_id, hub } => {
+        TwinCommand::Show {
+            device_id,
+            module_id,
+            hub,
+        } => {
             let hub = hub_name(&client, hub).await?;
             let path = twin_path(&device_id, module_id.as_deref());
             let twin = client.service(&hub, Method::GET, &path, None).await?.body;
             print(global.output, &twin, pretty);
         }
-        TwinCommand::Update { device_id, module_id, hub, desired, tags } => {
+        TwinCommand::Update {
+            device_id,
+            module_id,
+            hub,
+            desired,
+            tags,
+        } => {
             let desired = parse_object("desired", desired)?;
             let tags = parse_object("tags", tags)?;
             if desired.is_none() && tags.is_none() {
@@ -501,7 +602,10 @@ pub async fn twin(global: &GlobalArgs, command: TwinCommand) -> anyhow::Result<(
                 body["properties"] = json!({ "desired": desired });
             }
             let path = twin_path(&device_id, module_id.as_deref());
-            let twin = client.service(&hub, Method::PATCH, &path, Some(&body)).await?.body;
+            let twin = client
+                .service(&hub, Method::PATCH, &path, Some(&body))
+                .await?
+                .body;
             print(global.output, &twin, pretty);
         }
     }

@@ -36,7 +36,10 @@ impl OperatorClient {
         let endpoint_file = data_dir.join(OPERATOR_ENDPOINT_FILE);
         let base = std::fs::read_to_string(&endpoint_file)
             .with_context(|| {
-                format!("read {} (is `outpost serve` running with this data dir?)", endpoint_file.display())
+                format!(
+                    "read {} (is `outpost serve` running with this data dir?)",
+                    endpoint_file.display()
+                )
             })?
             .trim()
             .to_owned();
@@ -64,10 +67,23 @@ impl OperatorClient {
             None => Bytes::new(),
         };
         let request = request.body(Full::new(payload)).context("build the request")?;
-        let response = self.http.request(request).await.with_context(|| format!("reach {}", self.base))?;
+        let response = self
+            .http
+            .request(request)
+            .await
+            .with_context(|| format!("reach {}", self.base))?;
         let status = response.status();
-        let bytes = response.into_body().collect().await.context("read the reply")?.to_bytes();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .context("read the reply")?
+            .to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
         if status.is_client_error() || status.is_server_error() {
             let message = body
                 .get("Message")
@@ -80,7 +96,13 @@ impl OperatorClient {
     }
 
     /// Calls a service API route of `hub` as the operator.
-    pub async fn service(&self, hub: &str, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<Reply> {
+    pub async fn service(
+        &self,
+        hub: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Reply> {
         let separator = if path.contains('?') { '&' } else { '?' };
         let path = format!("/hubs/{hub}/service{path}{separator}api-version={API_VERSION}");
         self.call(method, &path, body).await

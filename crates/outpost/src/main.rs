@@ -5,7 +5,11 @@
 //! * `client`: the operator API client (endpoint and token read from the data dir).
 //! * `admin`: `hub`, `device-identity`, `module-identity` and `twin` verbs.
 
-#![allow(clippy::print_stdout, clippy::print_stderr, reason = "a command-line program prints")]
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line program prints"
+)]
 
 mod admin;
 mod client;
@@ -106,7 +110,9 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::serve(&cli.global, &args).await,
-        Command::Config { command: ConfigCommand::Show(args) } => {
+        Command::Config {
+            command: ConfigCommand::Show(args),
+        } => {
             let config = serve::load_config(&cli.global, &args)?;
             print!("{}", config.to_toml());
             Ok(())

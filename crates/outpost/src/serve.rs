@@ -30,7 +30,12 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// Returns the flags as if none were given (admin verbs read the configuration too).
     pub fn default_flags() -> Self {
-        Self { https_listen: None, operator_listen: None, host_name: None, log_format: None }
+        Self {
+            https_listen: None,
+            operator_listen: None,
+            host_name: None,
+            log_format: None,
+        }
     }
 }
 
@@ -45,7 +50,9 @@ pub fn load_config(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<Outp
         }
     };
     let text = match &path {
-        Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?),
+        Some(path) => {
+            Some(std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?)
+        }
         None => None,
     };
     let env: HashMap<String, String> = std::env::vars().collect();
@@ -73,9 +80,17 @@ fn init_logging(config: &OutpostConfig) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
         .context("parse the log level")?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let result = if config.log.format == "json" { builder.json().try_init() } else { builder.try_init() };
-    result.map_err(|error| anyhow::anyhow!("{error}")).context("initialise logging")
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = if config.log.format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    result
+        .map_err(|error| anyhow::anyhow!("{error}"))
+        .context("initialise logging")
 }
 
 /// Runs the hub until SIGINT or SIGTERM.
