@@ -74,6 +74,33 @@ test('updateDevices with forceUpdate (importMode "Update") changes every device'
   }
 });
 
+test('updateDevices without forceUpdate (importMode "UpdateIfMatchETag") applies only with the current etag', async () => {
+  const fresh = newId('node-bulk-etag');
+  const stale = newId('node-bulk-etag');
+  await reg.addDevices([{ deviceId: fresh }, { deviceId: stale }]);
+  const { responseBody: freshDevice } = await reg.get(fresh);
+  const { responseBody: staleDevice } = await reg.get(stale);
+  await reg.update({ deviceId: stale, status: 'enabled', authentication: staleDevice.authentication });
+
+  // The SDK sends the objects as given: here Device objects from `get`, whose etag property is
+  // `etag` (registry.js:_processBulkDevices only renames deviceId to id and adds importMode).
+  let result;
+  try {
+    ({ responseBody: result } = await reg.updateDevices([
+      { deviceId: fresh, etag: freshDevice.etag, status: 'disabled', authentication: freshDevice.authentication },
+      { deviceId: stale, etag: staleDevice.etag, status: 'disabled', authentication: staleDevice.authentication },
+    ], false));
+  } catch (err) {
+    assert.ok(err instanceof errors.ArgumentError, `unexpected ${err.name}: ${err.responseBody}`);
+    result = JSON.parse(err.responseBody);
+  }
+
+  assert.equal(result.isSuccessful, false, JSON.stringify(result));
+  assert.deepEqual(result.errors.map((e) => e.deviceId), [stale]);
+  assert.equal((await reg.get(fresh)).responseBody.status, 'disabled');
+  assert.equal((await reg.get(stale)).responseBody.status, 'enabled');
+});
+
 test('removeDevices with forceRemove (importMode "Delete") deletes every device', async () => {
   const ids = [newId('node-bulk-del'), newId('node-bulk-del'), newId('node-bulk-del')];
   const survivor = newId('node-bulk-keep');

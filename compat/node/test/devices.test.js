@@ -26,6 +26,17 @@ test('creating a device with empty keys makes the hub generate two distinct keys
   assert.equal(device.connectionState, 'Disconnected');
 });
 
+test('device responses carry the etag as a quoted ETag header', async () => {
+  // Wire reference section 5.1: return `ETag: "<etag>"` and `etag` in the JSON body.
+  const deviceId = newId('node-etag');
+  const { responseBody: created, httpResponse: put } = await reg.create({ deviceId });
+  assert.equal(put.headers.etag, `"${created.etag}"`);
+  const { responseBody: fetched, httpResponse: get } = await reg.get(deviceId);
+  assert.equal(get.headers.etag, `"${fetched.etag}"`);
+  const { responseBody: twin, httpResponse: twinGet } = await reg.getTwin(deviceId);
+  assert.equal(twinGet.headers.etag, `"${twin.etag}"`);
+});
+
 test('creating a device with explicit keys keeps them', async () => {
   const deviceId = newId('node-keys');
   const primaryKey = newKey();

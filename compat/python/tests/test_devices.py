@@ -4,6 +4,7 @@ import hashlib
 import os
 
 import pytest
+from azure.iot.hub.models import Twin, TwinProperties
 from msrest.exceptions import HttpOperationError
 
 from sdk_support import assert_generated_key, describe, new_id, new_key, status_of
@@ -150,6 +151,18 @@ def test_updating_a_device_changes_status_and_keys_and_etag_but_not_generation_i
     assert fetched.authentication.symmetric_key.primary_key == primary
 
 
+def test_changing_the_status_sets_status_updated_time(registry):
+    device_id = new_id("stime")
+    created = registry.create_device_with_sas(device_id, None, None, "enabled")
+    keys = created.authentication.symmetric_key
+
+    updated = registry.update_device_with_sas(device_id, None, keys.primary_key, keys.secondary_key, "disabled")
+
+    assert updated.status_updated_time is not None
+    assert updated.status_updated_time.year >= 2020, updated.status_updated_time
+    assert created.status_updated_time is None or updated.status_updated_time > created.status_updated_time
+
+
 def test_updating_a_device_with_wildcard_etag_is_unconditional(registry):
     device_id = new_id("upd-any")
     registry.create_device_with_sas(device_id, None, None, "enabled")
@@ -192,8 +205,25 @@ def test_deleting_a_device_makes_it_unknown(registry):
         registry.get_device(device_id)
     assert status_of(err.value) == 404, describe(err.value)
     with pytest.raises(HttpOperationError) as err:
+        registry.get_twin(device_id)
+    assert status_of(err.value) == 404, describe(err.value)
+    with pytest.raises(HttpOperationError) as err:
         registry.delete_device(device_id)
     assert status_of(err.value) == 404, describe(err.value)
+
+
+def test_a_recreated_device_gets_a_new_generation_id_and_a_fresh_twin(registry):
+    device_id = new_id("again")
+    first = registry.create_device_with_sas(device_id, None, None, "enabled")
+    registry.update_twin(device_id, Twin(tags={"old": True}, properties=TwinProperties(desired={"old": 1})))
+    registry.delete_device(device_id)
+
+    second = registry.create_device_with_sas(device_id, None, None, "enabled")
+
+    assert second.generation_id != first.generation_id
+    twin = registry.get_twin(device_id)
+    assert not twin.tags
+    assert {k: v for k, v in twin.properties.desired.items() if not k.startswith("$")} == {}
 
 
 def test_deleting_a_device_with_a_stale_etag_fails_with_412(registry):

@@ -33,6 +33,12 @@ def test_getting_an_unknown_module_fails_with_404(registry):
     _expect_status(404, registry.get_module, device_id, "missing")
 
 
+def test_getting_the_twin_of_an_unknown_module_fails_with_404(registry):
+    device_id = new_id("nomodtwin")
+    registry.create_device_with_sas(device_id, None, None, "enabled")
+    _expect_status(404, registry.get_module_twin, device_id, "missing")
+
+
 def test_creating_an_existing_device_id_fails_with_409_and_keeps_the_original(registry):
     device_id = new_id("dup")
     original = registry.create_device_with_sas(device_id, None, None, "enabled")

@@ -3,6 +3,7 @@
 //! and forwards `/hubs/{hub}/service/…` to the service routes as the operator of that hub (the
 //! CLI's device and twin verbs use this).
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -22,8 +23,10 @@ use tower::ServiceExt as _;
 use crate::error::ApiError;
 use crate::request::{AzureJson, OperatorHub};
 
-/// Called after the set of hubs changed (the server re-issues its development certificate).
-pub type HubsChanged = Arc<dyn Fn() + Send + Sync>;
+/// Called after the set of hubs changed (the server re-issues its development certificate);
+/// the operator request completes only after the returned future, so a new hub's host name is
+/// covered by the certificate as soon as its creation is acknowledged.
+pub type HubsChanged = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// Defaults for hubs created through the operator API.
 #[derive(Debug, Clone)]
@@ -177,7 +180,7 @@ async fn create_hub(
     let hub = Hub::new(name, &host_name, partitions)?;
     let hub = state.outpost.hubs.create(hub).await?;
     tracing::info!(hub = %hub.name, host = %hub.host_name, "hub created");
-    (state.hubs_changed)();
+    (state.hubs_changed)().await;
     Ok((StatusCode::CREATED, Json(HubSummary::from(hub.as_ref()))).into_response())
 }
 
@@ -187,7 +190,7 @@ async fn delete_hub(
 ) -> Result<StatusCode, ApiError> {
     state.outpost.hubs.delete(&name).await?;
     tracing::info!(hub = %name, "hub deleted");
-    (state.hubs_changed)();
+    (state.hubs_changed)().await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -115,7 +115,7 @@ mod tests {
     #[test]
     fn formats_with_seven_fraction_digits_and_round_trips() {
         let at = Timestamp::from_unix_seconds(1_795_692_329);
-        assert_eq!(at.to_string(), "2026-11-26T08:45:29.0000000Z");
+        assert_eq!(at.to_string(), "2026-11-26T11:25:29.0000000Z");
         assert_eq!(at.to_string().parse::<Timestamp>().unwrap(), at);
         let now = Timestamp::now();
         assert_eq!(now.to_string().parse::<Timestamp>().unwrap(), now);

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::OutpostConfig;
 use crate::https::{ConnectionLimits, serve_http, serve_https};
-use crate::tls::{self, CertificateFiles, DevCa, ReloadingCertResolver, TlsError};
+use crate::tls::{self, CertificateFiles, DevCa, ErrorChain, ReloadingCertResolver, TlsError};
 
 /// Name of the file, in the data dir, holding the operator API's bearer token.
 pub const OPERATOR_TOKEN_FILE: &str = "operator-token";
@@ -115,11 +115,7 @@ impl Server {
                 let ca = DevCa::load_or_create(&tls_dir).map_err(ServerError::Tls)?;
                 ca.ensure_server_cert(&tls_dir, &outpost.hubs.host_names())
                     .map_err(ServerError::Tls)?;
-                let files = CertificateFiles {
-                    cert: tls_dir.join("server.pem"),
-                    key: tls_dir.join("server.key"),
-                };
-                (files, Some((Arc::new(ca), tls_dir)))
+                (DevCa::server_files(&tls_dir), Some((Arc::new(ca), tls_dir)))
             }
         };
         let resolver = Arc::new(ReloadingCertResolver::new(files).map_err(ServerError::Tls)?);
@@ -133,19 +129,30 @@ impl Server {
             let hubs = outpost.hubs.clone();
             let dev_ca = dev_ca.clone();
             Arc::new(move || {
-                let Some((ca, tls_dir)) = &dev_ca else { return };
-                // New hub host names must be in the certificate before devices use them.
-                match ca.ensure_server_cert(tls_dir, &hubs.host_names()) {
-                    Ok(true) => {
-                        if let Err(error) = resolver.reload_now() {
-                            tracing::warn!(error = %error, "reload the development certificate failed");
+                let (hubs, dev_ca, resolver) = (hubs.clone(), dev_ca.clone(), resolver.clone());
+                Box::pin(async move {
+                    let Some((ca, tls_dir)) = dev_ca else { return };
+                    // New hub host names must be in the certificate before devices use them;
+                    // issuing generates a key and writes files, so it runs off the runtime.
+                    let names = hubs.host_names();
+                    let issued = tokio::task::spawn_blocking(move || -> Result<(), TlsError> {
+                        if ca.ensure_server_cert(&tls_dir, &names)? {
+                            resolver.reload_now()?;
+                        }
+                        Ok(())
+                    })
+                    .await;
+                    match issued {
+                        Ok(Ok(())) => {}
+                        Ok(Err(error)) => {
+                            let error = ErrorChain(&error);
+                            tracing::warn!(error = %error, "re-issue the development certificate failed");
+                        }
+                        Err(error) => {
+                            tracing::warn!(error = %error, "re-issue the development certificate failed")
                         }
                     }
-                    Ok(false) => {}
-                    Err(error) => {
-                        tracing::warn!(error = %error, "re-issue the development certificate failed")
-                    }
-                }
+                })
             })
         };
 

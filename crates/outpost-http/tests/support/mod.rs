@@ -69,7 +69,7 @@ impl Fixture {
                 domain: "example.test".into(),
                 partition_count: 4,
             },
-            hubs_changed: Arc::new(|| {}),
+            hubs_changed: Arc::new(|| Box::pin(async {})),
         });
         Self {
             outpost,

@@ -133,6 +133,7 @@ impl DevCa {
     ///
     /// Returns `true` when a new certificate was written; callers serving the files should then
     /// call [`ReloadingCertResolver::reload_now`](super::ReloadingCertResolver::reload_now).
+    /// Blocking (key generation and file I/O): use `spawn_blocking` from async code.
     ///
     /// # Errors
     ///
