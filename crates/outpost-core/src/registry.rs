@@ -381,9 +381,12 @@ impl Registry {
 /// Builds a new device from a create request.
 pub(crate) fn new_device(id: DeviceId, spec: DeviceSpec, now: Timestamp) -> Result<Device, CoreError> {
     let status = spec.status.unwrap_or_default();
+    let capabilities = spec.capabilities.unwrap_or_default();
+    let generation_id = new_generation_id();
+    let device_scope = spec.device_scope.or_else(|| capabilities.iot_edge.then(|| edge_scope(&id, &generation_id)));
     Ok(Device {
         device_id: id,
-        generation_id: new_generation_id(),
+        generation_id,
         etag: Etag::generate(),
         connection_state: ConnectionState::Disconnected,
         status,
@@ -397,10 +400,15 @@ pub(crate) fn new_device(id: DeviceId, spec: DeviceSpec, now: Timestamp) -> Resu
         last_activity_time: Timestamp::NEVER,
         cloud_to_device_message_count: 0,
         authentication: spec.authentication.unwrap_or_default().completed(None)?,
-        capabilities: spec.capabilities.unwrap_or_default(),
-        device_scope: spec.device_scope,
+        capabilities,
+        device_scope,
         parent_scopes: spec.parent_scopes.unwrap_or_default(),
     })
+}
+
+/// Returns the scope Azure generates for an IoT Edge device: children name it as their parent.
+fn edge_scope(id: &DeviceId, generation_id: &str) -> String {
+    format!("ms-azure-iot-edge://{id}-{generation_id}")
 }
 
 /// Applies an update request to an existing device; absent fields keep their values.
@@ -426,6 +434,9 @@ pub(crate) fn updated_device(
     }
     if spec.device_scope.is_some() {
         device.device_scope = spec.device_scope;
+    }
+    if device.capabilities.iot_edge && device.device_scope.is_none() {
+        device.device_scope = Some(edge_scope(&device.device_id, &device.generation_id));
     }
     if let Some(parent_scopes) = spec.parent_scopes {
         device.parent_scopes = parent_scopes;

@@ -19,6 +19,8 @@ use crate::request::{AzureJson, ServiceCaller, if_match};
 pub fn routes() -> Router<ServiceState> {
     Router::new()
         .route("/devices", get(list_devices).post(bulk))
+        // The Node SDK's `Registry.list` asks for `/devices/` (`endpoint.devicePath('')`).
+        .route("/devices/", get(list_devices).post(bulk))
         .route(
             "/devices/{id}",
             get(get_device).put(put_device).delete(delete_device),

@@ -513,7 +513,7 @@ async fn bad_input_gets_azure_errors_and_writes_nothing() {
         (too_long.status, too_long.error_code()),
         (StatusCode::BAD_REQUEST, "ArgumentInvalid")
     );
-    let bad_char = send(api("/devices/a%23b"), b"{}".to_vec()).await;
+    let bad_char = send(api("/devices/a%26b"), b"{}".to_vec()).await;
     assert_eq!(bad_char.status, StatusCode::BAD_REQUEST);
     let mismatch = send(api("/devices/d1"), br#"{"deviceId": "d2"}"#.to_vec()).await;
     assert_eq!(mismatch.status, StatusCode::BAD_REQUEST);
@@ -681,4 +681,19 @@ async fn list_devices_honours_top() {
         .owner(Method::GET, HUB_A, &api("/statistics/service"), None)
         .await;
     assert_eq!(service.body, json!({"connectedDeviceCount": 0}));
+}
+
+#[tokio::test]
+async fn edge_devices_get_a_stable_device_scope_and_the_trailing_slash_lists() {
+    let hub = Fixture::new().await;
+    let edge = json!({"deviceId": "gw", "capabilities": {"iotEdge": true}});
+    let created = hub.owner(Method::PUT, HUB_A, &api("/devices/gw"), Some(edge)).await;
+    let scope = created.body["deviceScope"].as_str().unwrap().to_owned();
+    assert!(scope.starts_with("ms-azure-iot-edge://gw-"), "{scope}");
+    let read = hub.owner(Method::GET, HUB_A, &api("/devices/gw"), None).await;
+    assert_eq!(read.body["deviceScope"], scope.as_str());
+    let plain = hub.owner(Method::PUT, HUB_A, &api("/devices/leaf"), Some(json!({}))).await;
+    assert_eq!(plain.body["deviceScope"], json!(null));
+    let listed = hub.owner(Method::GET, HUB_A, &api("/devices/"), None).await;
+    assert_eq!(listed.body.as_array().unwrap().len(), 2);
 }
