@@ -383,7 +383,9 @@ pub(crate) fn new_device(id: DeviceId, spec: DeviceSpec, now: Timestamp) -> Resu
     let status = spec.status.unwrap_or_default();
     let capabilities = spec.capabilities.unwrap_or_default();
     let generation_id = new_generation_id();
-    let device_scope = spec.device_scope.or_else(|| capabilities.iot_edge.then(|| edge_scope(&id, &generation_id)));
+    let device_scope = spec
+        .device_scope
+        .or_else(|| capabilities.iot_edge.then(|| edge_scope(&id, &generation_id)));
     Ok(Device {
         device_id: id,
         generation_id,

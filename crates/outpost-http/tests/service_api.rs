@@ -687,12 +687,16 @@ async fn list_devices_honours_top() {
 async fn edge_devices_get_a_stable_device_scope_and_the_trailing_slash_lists() {
     let hub = Fixture::new().await;
     let edge = json!({"deviceId": "gw", "capabilities": {"iotEdge": true}});
-    let created = hub.owner(Method::PUT, HUB_A, &api("/devices/gw"), Some(edge)).await;
+    let created = hub
+        .owner(Method::PUT, HUB_A, &api("/devices/gw"), Some(edge))
+        .await;
     let scope = created.body["deviceScope"].as_str().unwrap().to_owned();
     assert!(scope.starts_with("ms-azure-iot-edge://gw-"), "{scope}");
     let read = hub.owner(Method::GET, HUB_A, &api("/devices/gw"), None).await;
     assert_eq!(read.body["deviceScope"], scope.as_str());
-    let plain = hub.owner(Method::PUT, HUB_A, &api("/devices/leaf"), Some(json!({}))).await;
+    let plain = hub
+        .owner(Method::PUT, HUB_A, &api("/devices/leaf"), Some(json!({})))
+        .await;
     assert_eq!(plain.body["deviceScope"], json!(null));
     let listed = hub.owner(Method::GET, HUB_A, &api("/devices/"), None).await;
     assert_eq!(listed.body.as_array().unwrap().len(), 2);

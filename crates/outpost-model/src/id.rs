@@ -221,7 +221,12 @@ mod tests {
 
     #[test]
     fn device_id_accepts_azure_special_characters() {
-        for id in ["dev1", "a-b.c%d_e*f?g!h(i)j,k:l=m@n$o'p", "a+b#c", &"x".repeat(128)] {
+        for id in [
+            "dev1",
+            "a-b.c%d_e*f?g!h(i)j,k:l=m@n$o'p",
+            "a+b#c",
+            &"x".repeat(128),
+        ] {
             assert!(DeviceId::new(id).is_ok(), "{id}");
         }
     }
