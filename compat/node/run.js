@@ -2,7 +2,8 @@
 // Runs the Node compatibility suite against a fresh outpost server.
 //
 // NODE_EXTRA_CA_CERTS is read only when a node process starts, so this runner starts the
-// server first (fresh temporary data dir, HTTPS on 127.0.0.1:443, host name `localhost`),
+// server first (fresh temporary data dir, HTTPS on 127.0.0.1:443, MQTT over TLS on
+// 127.0.0.1:8883 for the device SDK, host name `localhost`),
 // reads the connection strings through the outpost CLI, then spawns `node --test` with
 // NODE_EXTRA_CA_CERTS=<data dir>/tls/ca.pem and OUTPOST_* variables, and stops the server
 // (SIGTERM, then SIGKILL) when the tests are done.
@@ -19,6 +20,8 @@ const path = require('node:path');
 const REPO_ROOT = path.resolve(__dirname, '..', '..');
 const HTTPS_HOST = '127.0.0.1';
 const HTTPS_PORT = 443;
+const MQTT_PORT = 8883;
+const PORTS = [HTTPS_PORT, MQTT_PORT];
 const READY_TIMEOUT_MS = Number(process.env.OUTPOST_READY_TIMEOUT || 60) * 1000;
 const STOP_TIMEOUT_MS = 15000;
 const POLICIES = ['iothubowner', 'service', 'registryRead', 'registryReadWrite', 'device'];
@@ -53,8 +56,10 @@ function portInUse(host, port) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function startServer(binary, dataDir, logDir) {
-  if (await portInUse(HTTPS_HOST, HTTPS_PORT)) {
-    throw new Error(`${HTTPS_HOST}:${HTTPS_PORT} is already in use: another outpost (or another suite) is running`);
+  for (const port of PORTS) {
+    if (await portInUse(HTTPS_HOST, port)) {
+      throw new Error(`${HTTPS_HOST}:${port} is already in use: another outpost (or another suite, or an MQTT broker) is running`);
+    }
   }
   fs.mkdirSync(dataDir, { recursive: true });
   fs.mkdirSync(logDir, { recursive: true });
@@ -62,7 +67,8 @@ async function startServer(binary, dataDir, logDir) {
   fs.rmSync(readyFile, { force: true });
   const stdoutPath = path.join(logDir, 'serve.stdout');
   const stderrPath = path.join(logDir, 'serve.stderr');
-  const args = ['serve', '--data-dir', dataDir, '--https-listen', `${HTTPS_HOST}:${HTTPS_PORT}`, '--operator-listen', '127.0.0.1:0'];
+  const args = ['serve', '--data-dir', dataDir, '--https-listen', `${HTTPS_HOST}:${HTTPS_PORT}`,
+    '--mqtt-listen', `${HTTPS_HOST}:${MQTT_PORT}`, '--operator-listen', '127.0.0.1:0'];
   const child = spawn(binary, args, {
     stdio: ['ignore', fs.openSync(stdoutPath, 'w'), fs.openSync(stderrPath, 'w')],
   });
@@ -79,10 +85,12 @@ async function startServer(binary, dataDir, logDir) {
         `--- stderr (tail) ---\n${tail(stderrPath)}\n--- stdout (tail) ---\n${tail(stdoutPath)}`);
     }
     if (fs.existsSync(readyFile) && fs.readFileSync(readyFile, 'utf8').trim()) {
-      if (!(await portInUse(HTTPS_HOST, HTTPS_PORT))) {
-        await stopServer(server);
-        throw new Error(`${readyFile} was written but nothing accepts connections on ${HTTPS_HOST}:${HTTPS_PORT}: ` +
-          `the server must bind every listener first.\n--- stderr (tail) ---\n${tail(stderrPath)}`);
+      for (const port of PORTS) {
+        if (!(await portInUse(HTTPS_HOST, port))) {
+          await stopServer(server);
+          throw new Error(`${readyFile} was written but nothing accepts connections on ${HTTPS_HOST}:${port}: ` +
+            `the server must bind every listener first.\n--- stderr (tail) ---\n${tail(stderrPath)}`);
+        }
       }
       return server;
     }

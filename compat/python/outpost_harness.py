@@ -1,8 +1,9 @@
 """Start, stop and talk to a real `outpost` server for the compatibility tests.
 
 The official Python service SDK (azure-iot-hub 2.7.0) talks HTTPS to `https://<HostName>`,
-and the device SDKs hard-code their ports, so the hub always listens on 127.0.0.1:443 with
-host name `localhost`. Only one server may run at a time.
+and the device SDKs hard-code their ports (the Python device SDK connects MQTT to 8883 and checks
+the host name), so the hub always listens on 127.0.0.1:443 (HTTPS) and 127.0.0.1:8883 (MQTT over
+TLS) with host name `localhost`. Only one server may run at a time.
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HTTPS_LISTEN = "127.0.0.1:443"
+MQTT_LISTEN = "127.0.0.1:8883"
+LISTENERS = (HTTPS_LISTEN, MQTT_LISTEN)
 READY_TIMEOUT_S = float(os.environ.get("OUTPOST_READY_TIMEOUT", "60"))
 STOP_TIMEOUT_S = 15.0
 CLI_TIMEOUT_S = 30.0
@@ -90,11 +96,12 @@ class OutpostServer:
             raise OutpostError(f"not starting again: an earlier start timed out:\n{OutpostServer.earlier_timeout}")
         if self.process is not None and self.process.poll() is None:
             raise OutpostError("server already running")
-        if _port_in_use(HTTPS_LISTEN):
-            raise OutpostError(
-                f"{HTTPS_LISTEN} is already in use: another outpost (or another suite) is running; "
-                "the compatibility suites need the port for themselves"
-            )
+        for listen in LISTENERS:
+            if _port_in_use(listen):
+                raise OutpostError(
+                    f"{listen} is already in use: another outpost (or another suite, or an MQTT "
+                    "broker) is running; the compatibility suites need the port for themselves"
+                )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         # The server removes a stale endpoint file itself; removing it here as well means a
@@ -110,6 +117,8 @@ class OutpostServer:
             str(self.data_dir),
             "--https-listen",
             HTTPS_LISTEN,
+            "--mqtt-listen",
+            MQTT_LISTEN,
             "--operator-listen",
             "127.0.0.1:0",
         ]
@@ -133,13 +142,14 @@ class OutpostServer:
                 endpoint = self.ready_file.read_text().strip()
                 if endpoint:
                     self.operator_endpoint = endpoint
-                    if not _port_in_use(HTTPS_LISTEN):
-                        self._kill()
-                        raise OutpostError(
-                            f"{self.ready_file} was written but nothing accepts connections on "
-                            f"{HTTPS_LISTEN}: the server must bind every listener first.\n"
-                            f"--- stderr (tail) ---\n{_tail(self.stderr_path)}"
-                        )
+                    for listen in LISTENERS:
+                        if not _port_in_use(listen):
+                            self._kill()
+                            raise OutpostError(
+                                f"{self.ready_file} was written but nothing accepts connections on "
+                                f"{listen}: the server must bind every listener first.\n"
+                                f"--- stderr (tail) ---\n{_tail(self.stderr_path)}"
+                            )
                     return
             time.sleep(0.05)
         self._kill()
@@ -165,6 +175,15 @@ class OutpostServer:
         self.process = None
         return code
 
+    def crash(self) -> int | None:
+        """SIGKILL (no chance to flush or clean up), as a power cut would. Returns the exit code."""
+        if self.process is None:
+            return None
+        self._kill()
+        code = self.process.returncode
+        self.process = None
+        return code
+
     def _kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
@@ -172,6 +191,43 @@ class OutpostServer:
 
     def stderr_tail(self, lines: int = 40) -> str:
         return _tail(self.stderr_path, lines) if self.stderr_path else "<not started>"
+
+    # ---- the operator API ----------------------------------------------------------------
+
+    @property
+    def operator_token(self) -> str:
+        return (self.data_dir / "operator-token").read_text().strip()
+
+    def operator_get(self, path: str, params: dict | None = None, timeout: float = 40.0):
+        """GET on the operator API (bearer token from DATA_DIR/operator-token); returns the JSON."""
+        if not self.operator_endpoint:
+            raise OutpostError("the server is not running (no operator endpoint)")
+        url = self.operator_endpoint.rstrip("/") + path
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {self.operator_token}"})
+        # No proxies: the operator API is on loopback.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(request, timeout=timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            raise OutpostError(f"GET {url} -> {exc.code}: {exc.read()[:500]!r}") from exc
+
+    def partitions(self, hub: str = "localhost") -> list[dict]:
+        """`GET /hubs/{hub}/partitions`."""
+        return self.operator_get(f"/hubs/{urllib.parse.quote(hub)}/partitions")
+
+    def read_events(
+        self, hub: str, partition: str, from_sequence_number: int, max_events: int = 1000, wait_ms: int = 0
+    ) -> list[dict]:
+        """`GET /hubs/{hub}/events?partition=…&fromSequenceNumber=…&max=…&waitMs=…`."""
+        return self.operator_get(
+            f"/hubs/{urllib.parse.quote(hub)}/events",
+            {"partition": partition, "fromSequenceNumber": from_sequence_number,
+             "max": max_events, "waitMs": wait_ms},
+            timeout=wait_ms / 1000 + 30,
+        )
 
     # ---- the admin CLI -------------------------------------------------------------------
 
@@ -210,6 +266,24 @@ class OutpostServer:
         if host_name:
             args += ["--host-name", host_name]
         return self.cli(*args)
+
+    def monitor_events(self, device_id: str | None = None, timeout_s: float = 2, hub: str | None = None) -> list[dict]:
+        """`outpost monitor-events --from-beginning --output json`: one JSON event per line."""
+        args = ["monitor-events", "--data-dir", str(self.data_dir), "--from-beginning",
+                "--timeout", str(timeout_s), "--output", "json"]
+        if hub:
+            args += ["--hub", hub]
+        if device_id:
+            args += ["--device-id", device_id]
+        out = self.cli(*args)
+        events = []
+        for line in out.splitlines():
+            if line.strip():
+                try:
+                    events.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise OutpostError(f"`outpost {' '.join(args)}` printed a non-JSON line: {line!r}") from exc
+        return events
 
     def hub_list(self):
         out = self.cli("hub", "list", "--data-dir", str(self.data_dir), "--output", "json")

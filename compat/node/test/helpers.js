@@ -4,6 +4,8 @@
 
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
+const fs = require('node:fs');
+const path = require('node:path');
 const { Registry } = require('azure-iothub');
 // The SDK's own error classes, exactly as rest_api_client.js:translateError constructs them.
 const errors = require('azure-iothub/dist/common-core/errors');
@@ -86,8 +88,168 @@ function signServiceToken(hostName, keyName, keyBase64, expirySeconds) {
   return `SharedAccessSignature sr=${sr}&sig=${encodeURIComponent(sig)}&se=${expirySeconds}&skn=${encodeURIComponent(keyName)}`;
 }
 
+// ---- device side (azure-iot-device 1.18.4 + azure-iot-device-mqtt 1.16.4) ---------------------
+
+const HOST_NAME = 'localhost';
+const HUB_NAME = 'localhost';
+
+// The SDK never gives up on an operation the server does not answer (RetryOperation waits up to
+// 4 minutes), so every device call runs with a deadline.
+async function within(ms, promise, what) {
+  let timer;
+  const deadline = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not complete within ${ms / 1000}s (the server never answered?)`)), ms);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function caPem() {
+  const caPath = process.env.OUTPOST_CA_PATH;
+  if (!caPath) throw new Error('OUTPOST_CA_PATH is not set: run the suite with `node run.js`');
+  return fs.readFileSync(caPath, 'utf8');
+}
+
+function deviceConnectionString(deviceId, key, moduleId) {
+  return moduleId
+    ? `HostName=${HOST_NAME};DeviceId=${deviceId};ModuleId=${moduleId};SharedAccessKey=${key}`
+    : `HostName=${HOST_NAME};DeviceId=${deviceId};SharedAccessKey=${key}`;
+}
+
+// Device SDK clients over MQTT (8883) that trust the dev CA; `closeAll` closes every one made.
+const openClients = [];
+function deviceClient(cs) {
+  const { Client } = require('azure-iot-device');
+  const { Mqtt } = require('azure-iot-device-mqtt');
+  const client = Client.fromConnectionString(cs, Mqtt);
+  client.setOptions({ ca: caPem() });
+  openClients.push(client);
+  return client;
+}
+
+function moduleClient(cs) {
+  const { ModuleClient } = require('azure-iot-device');
+  const { Mqtt } = require('azure-iot-device-mqtt');
+  const client = ModuleClient.fromConnectionString(cs, Mqtt);
+  client.setOptions({ ca: caPem() });
+  openClients.push(client);
+  return client;
+}
+
+async function closeAll() {
+  while (openClients.length) {
+    const client = openClients.pop();
+    try {
+      await within(15000, client.close(), 'client.close()');
+    } catch {
+      // cleanup goes on
+    }
+  }
+}
+
+// Creates a device with keys the test chose; returns { deviceId, primaryKey, secondaryKey, generationId, cs }.
+async function createSasDevice(reg, prefix, status = 'enabled') {
+  const deviceId = newId(prefix);
+  const primaryKey = newKey();
+  const secondaryKey = newKey();
+  const { responseBody } = await reg.create({
+    deviceId, status, authentication: { symmetricKey: { primaryKey, secondaryKey } },
+  });
+  return { deviceId, primaryKey, secondaryKey, generationId: responseBody.generationId, cs: deviceConnectionString(deviceId, primaryKey) };
+}
+
+async function createSasModule(reg, deviceId, moduleId) {
+  const primaryKey = newKey();
+  const secondaryKey = newKey();
+  const { responseBody } = await reg.addModule({
+    deviceId, moduleId, authentication: { symmetricKey: { primaryKey, secondaryKey } },
+  });
+  return { deviceId, moduleId, primaryKey, secondaryKey, generationId: responseBody.generationId, cs: deviceConnectionString(deviceId, primaryKey, moduleId) };
+}
+
+// Signs a device token by hand (wire reference §1.1): sr = URL-encoded `<host>/devices/<id>`.
+function signDeviceToken(resource, keyBase64, expirySeconds, keyName) {
+  const sr = encodeURIComponent(resource);
+  const sig = crypto.createHmac('sha256', Buffer.from(keyBase64, 'base64')).update(`${sr}\n${expirySeconds}`).digest('base64');
+  let token = `SharedAccessSignature sr=${sr}&sig=${encodeURIComponent(sig)}&se=${expirySeconds}`;
+  if (keyName) token += `&skn=${encodeURIComponent(keyName)}`;
+  return token;
+}
+
+function sasAuthMethod(scope = 'device') {
+  return { scope, type: 'sas', issuer: 'iothub', acceptingIpFilterRule: null };
+}
+
+// ---- the operator API: telemetry read back ------------------------------------------------------
+
+function operatorEndpoint() {
+  const dataDir = process.env.OUTPOST_DATA_DIR;
+  if (!dataDir) throw new Error('OUTPOST_DATA_DIR is not set: run the suite with `node run.js`');
+  return {
+    url: fs.readFileSync(path.join(dataDir, 'operator-endpoint'), 'utf8').trim().replace(/\/$/, ''),
+    token: fs.readFileSync(path.join(dataDir, 'operator-token'), 'utf8').trim(),
+  };
+}
+
+async function operatorGet(pathAndQuery) {
+  const { url, token } = operatorEndpoint();
+  const response = await fetch(url + pathAndQuery, { headers: { Authorization: `Bearer ${token}` } });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`GET ${pathAndQuery} -> ${response.status}: ${text.slice(0, 500)}`);
+  return JSON.parse(text);
+}
+
+// The events of one device (or of one module): scans every partition from the beginning and
+// polls (waitMs) until at least `expect` are there or `timeoutMs` passed. Log order.
+async function deviceEvents(deviceId, { moduleId, expect = 1, timeoutMs = 10000, hub = HUB_NAME } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  const next = {};
+  const found = [];
+  let first = true;
+  for (;;) {
+    const partitions = await operatorGet(`/hubs/${encodeURIComponent(hub)}/partitions`);
+    for (const info of partitions) {
+      const p = info.partition;
+      if (next[p] === undefined) next[p] = info.beginSequenceNumber || 0;
+      for (;;) {
+        const wait = first || found.length >= expect ? 0 : 100;
+        const page = await operatorGet(`/hubs/${encodeURIComponent(hub)}/events?partition=${p}&fromSequenceNumber=${next[p]}&max=1000&waitMs=${wait}`);
+        if (page.length === 0) break;
+        for (const event of page) {
+          if (event.origin === deviceId && (moduleId === undefined || event.module === moduleId)) {
+            event._partition = p;
+            found.push(event);
+          }
+        }
+        next[p] = page[page.length - 1].annotations['x-opt-sequence-number'] + 1;
+      }
+    }
+    first = false;
+    if (found.length >= expect || Date.now() >= deadline) break;
+  }
+  found.sort((a, b) => (Number(a._partition) - Number(b._partition)) ||
+    (a.annotations['x-opt-sequence-number'] - b.annotations['x-opt-sequence-number']));
+  return found;
+}
+
 module.exports = {
+  HOST_NAME,
   assertGeneratedKey,
+  caPem,
+  closeAll,
+  createSasDevice,
+  createSasModule,
+  deviceClient,
+  deviceConnectionString,
+  deviceEvents,
+  moduleClient,
+  operatorGet,
+  sasAuthMethod,
+  signDeviceToken,
+  within,
   connectionString,
   describe,
   errors,

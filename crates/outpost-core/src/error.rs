@@ -125,6 +125,9 @@ pub enum CoreError {
     /// The store failed.
     #[error("storage")]
     Store(#[from] StoreError),
+    /// A message is larger than the hub accepts.
+    #[error("the message is {0} bytes; the limit is 262144")]
+    MessageTooLarge(usize),
     /// A concurrent writer kept winning; the caller may retry.
     #[error("the record kept changing concurrently")]
     Contention,
@@ -145,6 +148,7 @@ impl HasErrorCode for CoreError {
             Self::TooManyItems(_) => ErrorCode::TooManyDevices,
             Self::Model(error) => error.code(),
             Self::Store(error) => error.code(),
+            Self::MessageTooLarge(_) => ErrorCode::MessageTooLarge,
             Self::Contention => ErrorCode::ServiceUnavailable,
         }
     }

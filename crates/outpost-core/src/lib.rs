@@ -9,16 +9,20 @@
 //! * [`hubs`]: the hub directory, routing by host name.
 //! * [`access`]: SAS authentication of service callers and the permission rules.
 //! * [`registry`], [`twins`], [`bulk`]: device, module and twin use cases.
+//! * [`devices`]: device connections: authentication and telemetry into the event log.
+//! * [`presence`]: connected identities and the commands pushed to them.
 //! * [`metrics`]: Prometheus counters and the timed store decorator.
 //! * [`error`]: [`CoreError`] (classified into `ErrorCode`) and [`StoreError`].
 //! * [`testing`] (feature `testing`): the conformance suite every backend runs.
 
 pub mod access;
 pub mod bulk;
+pub mod devices;
 pub mod error;
 pub mod hubs;
 pub mod metrics;
 pub mod ports;
+pub mod presence;
 pub mod registry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -28,14 +32,16 @@ use std::sync::Arc;
 
 pub use access::{Caller, Permission, Principal};
 pub use bulk::{BulkItem, BulkOutcome};
+pub use devices::{DeviceAuthMethod, DeviceCredential, DeviceIdentity, OutgoingMessage, Telemetry};
 pub use error::{AuthFailure, CoreError, StoreError};
 pub use hubs::Hubs;
 pub use metrics::Metrics;
 pub use outpost_model::{ErrorCode, HasErrorCode};
 pub use ports::{
-    Clock, DeviceCounts, DeviceRecord, Expected, HubStore, ModuleRecord, RegistryStore, Revision, Stored,
-    SystemClock,
+    AppendedEvent, Clock, DeviceCounts, DeviceRecord, EventLog, Expected, HubStore, LogPosition,
+    ModuleRecord, PartitionInfo, RegistryStore, Retention, Revision, Stored, StoredEvent, SystemClock,
 };
+pub use presence::{DeviceCommand, IdentityKey, Presence, Registration};
 pub use registry::{DeviceSpec, ModuleSpec, Registry};
 pub use twins::TwinWrite;
 
@@ -46,6 +52,8 @@ pub struct Backends {
     pub hubs: Arc<dyn HubStore>,
     /// Identities and twins.
     pub registry: Arc<dyn RegistryStore>,
+    /// The telemetry log.
+    pub events: Arc<dyn EventLog>,
     /// Wall-clock time.
     pub clock: Arc<dyn Clock>,
 }
@@ -65,6 +73,8 @@ pub struct Outpost {
     pub hubs: Arc<Hubs>,
     /// Identities and twins.
     pub registry: Arc<Registry>,
+    /// Device-to-cloud messages.
+    pub telemetry: Arc<Telemetry>,
     /// Server metrics.
     pub metrics: Arc<Metrics>,
     /// Wall-clock time.
@@ -86,12 +96,72 @@ impl Outpost {
             backends.registry,
             metrics.clone(),
         ));
-        let registry = Arc::new(Registry::new(store, backends.clock.clone(), twin_limits));
+        let presence = Arc::new(Presence::default());
+        let registry = Arc::new(Registry::new(
+            store,
+            backends.clock.clone(),
+            twin_limits,
+            presence,
+        ));
+        for hub in hubs.list() {
+            backends
+                .events
+                .ensure_partitions(&hub.name, hub.partition_count)
+                .await?;
+        }
+        let telemetry = Arc::new(Telemetry::new(backends.events, backends.clock.clone()));
         Ok(Self {
             hubs,
             registry,
+            telemetry,
             metrics,
             clock: backends.clock,
         })
+    }
+
+    /// Creates a hub and its event-log partitions.
+    ///
+    /// # Errors
+    /// `HubAlreadyExists`, or storage failures.
+    pub async fn create_hub(&self, hub: outpost_model::Hub) -> Result<Arc<outpost_model::Hub>, CoreError> {
+        let hub = self.hubs.create(hub).await?;
+        self.telemetry
+            .log()
+            .ensure_partitions(&hub.name, hub.partition_count)
+            .await?;
+        Ok(hub)
+    }
+
+    /// Creates the default hub on first start (see [`Hubs::ensure_default`]) with its partitions.
+    ///
+    /// # Errors
+    /// When the host name is invalid or storage fails.
+    pub async fn ensure_default_hub(
+        &self,
+        host_name: &str,
+        partition_count: u32,
+    ) -> Result<Option<Arc<outpost_model::Hub>>, CoreError> {
+        let created = self.hubs.ensure_default(host_name, partition_count).await?;
+        if let Some(hub) = &created {
+            self.telemetry
+                .log()
+                .ensure_partitions(&hub.name, hub.partition_count)
+                .await?;
+        }
+        Ok(created)
+    }
+
+    /// Deletes a hub, its records and its event log.
+    ///
+    /// # Errors
+    /// `HubNotFound`, or storage failures.
+    pub async fn delete_hub(&self, name: &str) -> Result<(), CoreError> {
+        let hub = self
+            .hubs
+            .by_name(name)
+            .ok_or_else(|| CoreError::HubNotFound(name.to_owned()))?;
+        self.hubs.delete(name).await?;
+        self.telemetry.log().drop_hub(&hub.name).await?;
+        Ok(())
     }
 }

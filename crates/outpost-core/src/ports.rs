@@ -181,3 +181,100 @@ impl Clock for SystemClock {
         Timestamp::now()
     }
 }
+
+/// Where a read of a partition starts; the first event at or after the position is returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogPosition {
+    /// The event stored at this byte offset (or the next one after it).
+    Offset(u64),
+    /// The event with this sequence number (or the next one after it).
+    SequenceNumber(u64),
+    /// The first event enqueued at or after this time.
+    EnqueuedTime(Timestamp),
+}
+
+/// Where an appended event was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendedEvent {
+    /// Per-partition sequence number, from 0, without gaps.
+    pub sequence_number: u64,
+    /// Byte offset of the event in the partition; strictly increasing, stable across restarts.
+    pub offset: u64,
+    /// When the log accepted the event (millisecond precision, as Event Hubs reports it).
+    pub enqueued_time: Timestamp,
+}
+
+/// An event read back from a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Where it is stored.
+    pub position: AppendedEvent,
+    /// The payload as appended (the core's encoding of a message).
+    pub payload: bytes::Bytes,
+}
+
+/// The state of one partition (Event Hubs `$management` partition properties).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PartitionInfo {
+    /// Sequence number of the oldest retained event (the next one to be written when empty).
+    pub begin_sequence_number: u64,
+    /// The newest event, if the partition holds any.
+    pub last: Option<AppendedEvent>,
+}
+
+/// How long events are kept; whichever limit is reached first drops the oldest segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Events older than this are dropped.
+    pub max_age: std::time::Duration,
+    /// A partition keeps at most this many bytes.
+    pub max_bytes_per_partition: u64,
+}
+
+/// The durable, partitioned telemetry log that the built-in Event Hubs-compatible endpoint
+/// serves. Per hub, partitions are fixed at hub creation; within a partition events keep the
+/// order they were appended in.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Makes sure the hub's partitions exist (idempotent).
+    async fn ensure_partitions(&self, hub: &HubName, partition_count: u32) -> Result<(), StoreError>;
+
+    /// Deletes every partition of the hub.
+    async fn drop_hub(&self, hub: &HubName) -> Result<(), StoreError>;
+
+    /// Appends events to one partition, in order. Resolves only once they are durable on disk
+    /// (group commit: concurrent appends share one sync).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown hub or partition.
+    async fn append(
+        &self,
+        hub: &HubName,
+        partition: u32,
+        payloads: Vec<bytes::Bytes>,
+    ) -> Result<Vec<AppendedEvent>, StoreError>;
+
+    /// Reads up to `max_events` events (and about `max_bytes` of payload, at least one event)
+    /// starting at `from`. An empty result means the reader is at the end.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown hub or partition.
+    async fn read(
+        &self,
+        hub: &HubName,
+        partition: u32,
+        from: LogPosition,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Returns the state of one partition.
+    async fn partition_info(&self, hub: &HubName, partition: u32) -> Result<PartitionInfo, StoreError>;
+
+    /// Returns a receiver of the partition's next sequence number, which changes after every
+    /// durable append: tailing readers wait on it instead of polling.
+    fn watch(&self, hub: &HubName, partition: u32) -> Result<tokio::sync::watch::Receiver<u64>, StoreError>;
+
+    /// Drops whole segments past the retention limits; returns how many events were dropped.
+    async fn apply_retention(&self, retention: Retention, now: Timestamp) -> Result<u64, StoreError>;
+}

@@ -7,12 +7,13 @@
 use std::sync::Arc;
 
 use outpost_model::{
-    Authentication, Capabilities, ConnectionState, Device, DeviceId, DeviceStatus, Etag, Module, ModuleId,
-    Timestamp, Twin, TwinLimits, new_generation_id,
+    Authentication, Capabilities, ConnectionState, Device, DeviceId, DeviceStatus, Etag, HubName, Module,
+    ModuleId, Timestamp, Twin, TwinLimits, new_generation_id,
 };
 use serde::Deserialize;
 
 use crate::access::{Caller, Permission};
+use crate::presence::{IdentityKey, Presence};
 use crate::{
     Clock, CoreError, DeviceCounts, DeviceRecord, Expected, ModuleRecord, RegistryStore, StoreError,
 };
@@ -63,6 +64,7 @@ pub struct Registry {
     pub(crate) store: Arc<dyn RegistryStore>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) twin_limits: TwinLimits,
+    pub(crate) presence: Arc<Presence>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -92,12 +94,47 @@ fn check_path_id(body_id: Option<&str>, path_id: &str, field: &str) -> Result<()
 
 impl Registry {
     /// Builds the registry service.
-    pub fn new(store: Arc<dyn RegistryStore>, clock: Arc<dyn Clock>, twin_limits: TwinLimits) -> Self {
+    pub fn new(
+        store: Arc<dyn RegistryStore>,
+        clock: Arc<dyn Clock>,
+        twin_limits: TwinLimits,
+        presence: Arc<Presence>,
+    ) -> Self {
         Self {
             store,
             clock,
             twin_limits,
+            presence,
         }
+    }
+
+    /// Returns the table of connected identities.
+    pub fn presence(&self) -> &Arc<Presence> {
+        &self.presence
+    }
+
+    /// Sets the connection state of a device from the presence table (connection state is kept
+    /// in memory: after a restart every device is disconnected anyway).
+    pub(crate) fn with_presence(&self, hub: &HubName, mut device: Device) -> Device {
+        let key = IdentityKey {
+            hub: hub.clone(),
+            device: device.device_id.clone(),
+            module: None,
+        };
+        if let Some(since) = self.presence.connected_since(&key) {
+            device.connection_state = ConnectionState::Connected;
+            device.connection_state_updated_time = since;
+        }
+        device
+    }
+
+    /// Returns the number of connected devices of the caller's hub (`/statistics/service`).
+    ///
+    /// # Errors
+    /// `IotHubUnauthorizedAccess` without ServiceConnect.
+    pub fn connected_device_count(&self, caller: &Caller) -> Result<usize, CoreError> {
+        caller.require(Permission::ServiceConnect)?;
+        Ok(self.presence.connected_device_count(&caller.hub().name))
     }
 
     /// Returns the current time of the injected clock.
@@ -186,7 +223,8 @@ impl Registry {
     /// `DeviceNotFound`.
     pub async fn device(&self, caller: &Caller, id: &DeviceId) -> Result<Device, CoreError> {
         caller.require(Permission::RegistryRead)?;
-        Ok(self.load_device(caller, id).await?.value.device)
+        let device = self.load_device(caller, id).await?.value.device;
+        Ok(self.with_presence(&caller.hub().name, device))
     }
 
     /// Deletes a device, its modules and twins.
@@ -225,7 +263,11 @@ impl Registry {
         caller.require(Permission::RegistryRead)?;
         let limit = top.clamp(1, MAX_LIST_DEVICES);
         let records = self.store.list_devices(&caller.hub().name, None, limit).await?;
-        Ok(records.into_iter().map(|record| record.device).collect())
+        let hub = &caller.hub().name;
+        Ok(records
+            .into_iter()
+            .map(|record| self.with_presence(hub, record.device))
+            .collect())
     }
 
     /// Returns the hub's device counts (`GET /statistics/devices`).

@@ -1,10 +1,11 @@
 //! Twin use cases of the service side: read, patch and replace device and module twins, and
 //! their JSON rendering in Azure's Twin shape (wire contract §5.3).
 
-use outpost_model::{AuthenticationType, DeviceId, ModuleId, TwinUpdate};
+use outpost_model::{AuthenticationType, DeviceId, ModuleId, Twin, TwinUpdate};
 use serde_json::{Map, Value, json};
 
 use crate::access::{Caller, Permission};
+use crate::presence::{DeviceCommand, IdentityKey};
 use crate::registry::{CAS_ATTEMPTS, Registry, check_etag};
 use crate::{CoreError, DeviceRecord, Expected, ModuleRecord, StoreError};
 
@@ -24,7 +25,9 @@ impl Registry {
     /// `DeviceNotFound`.
     pub async fn device_twin(&self, caller: &Caller, id: &DeviceId) -> Result<Value, CoreError> {
         caller.require(Permission::TwinRead)?;
-        Ok(device_twin_json(&self.load_device(caller, id).await?.value))
+        let mut record = self.load_device(caller, id).await?.value;
+        record.device = self.with_presence(&caller.hub().name, record.device);
+        Ok(device_twin_json(&record))
     }
 
     /// Patches or replaces a device twin's tags and desired properties.
@@ -50,7 +53,15 @@ impl Registry {
                 .put_device(&caller.hub().name, &record, Expected::Revision(stored.revision))
                 .await
             {
-                Ok(_) => return Ok(device_twin_json(&record)),
+                Ok(_) => {
+                    let key = IdentityKey {
+                        hub: caller.hub().name.clone(),
+                        device: id.clone(),
+                        module: None,
+                    };
+                    self.notify_desired(&key, &record.twin, update, mode);
+                    return Ok(device_twin_json(&record));
+                }
                 Err(StoreError::Conflict) => continue,
                 Err(StoreError::NotFound) => return Err(CoreError::DeviceNotFound(id.clone())),
                 Err(other) => return Err(other.into()),
@@ -99,7 +110,15 @@ impl Registry {
                 .put_module(&caller.hub().name, &record, Expected::Revision(stored.revision))
                 .await
             {
-                Ok(_) => return Ok(module_twin_json(&record)),
+                Ok(_) => {
+                    let key = IdentityKey {
+                        hub: caller.hub().name.clone(),
+                        device: device.clone(),
+                        module: Some(module.clone()),
+                    };
+                    self.notify_desired(&key, &record.twin, update, mode);
+                    return Ok(module_twin_json(&record));
+                }
                 Err(StoreError::Conflict) => continue,
                 Err(StoreError::NotFound | StoreError::ParentMissing) => {
                     return Err(CoreError::ModuleNotFound {
@@ -111,6 +130,23 @@ impl Registry {
             }
         }
         Err(CoreError::Contention)
+    }
+
+    /// Pushes a desired-properties change to the identity if it is connected (wire contract
+    /// §2.6): the patch as written, or the whole desired document after a replace, with `$version`.
+    fn notify_desired(&self, key: &IdentityKey, twin: &Twin, update: &TwinUpdate, mode: TwinWrite) {
+        let patch = match (mode, &update.desired) {
+            (TwinWrite::Patch, Some(desired)) => desired.clone(),
+            (TwinWrite::Replace, _) => twin.desired.properties.clone(),
+            (TwinWrite::Patch, None) => return,
+        };
+        let mut patch: Map<String, Value> = patch
+            .into_iter()
+            .filter(|(name, _)| name != "$metadata" && name != "$version")
+            .collect();
+        patch.insert("$version".into(), Value::from(twin.desired.version));
+        self.presence
+            .send(key, DeviceCommand::DesiredPatch(Value::Object(patch)));
     }
 
     pub(crate) fn apply(

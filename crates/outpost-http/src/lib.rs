@@ -7,10 +7,12 @@
 //!
 //! * [`service`]: devices, modules, twins, bulk, statistics (wire contract §5).
 //! * [`operator`]: hubs, connection strings, metrics, and forwarding to the service routes.
+//! * [`events`]: partition state and long-polling reads of the event log (`monitor-events`).
 //! * [`request`]: extractors: authenticated caller, api-version, If-Match, JSON bodies.
 //! * [`error`]: [`ApiError`], the Azure error body.
 
 pub mod error;
+pub mod events;
 pub mod operator;
 pub mod request;
 pub mod service;

@@ -67,6 +67,8 @@ pub fn routes(state: OperatorState) -> Router {
         .route("/hubs/{hub}", get(get_hub).delete(delete_hub))
         .route("/hubs/{hub}/connection-string", get(connection_string))
         .route("/hubs/{hub}/service/{*rest}", any(forward_to_service))
+        .route("/hubs/{hub}/partitions", get(crate::events::partitions))
+        .route("/hubs/{hub}/events", get(crate::events::read))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -133,7 +135,7 @@ impl From<&Hub> for HubSummary {
     }
 }
 
-fn find_hub(state: &OperatorState, name: &str) -> Result<Arc<Hub>, ApiError> {
+pub(crate) fn find_hub(state: &OperatorState, name: &str) -> Result<Arc<Hub>, ApiError> {
     state
         .outpost
         .hubs
@@ -178,7 +180,7 @@ async fn create_hub(
         .unwrap_or_else(|| format!("{name}.{}", state.defaults.domain));
     let partitions = request.partition_count.unwrap_or(state.defaults.partition_count);
     let hub = Hub::new(name, &host_name, partitions)?;
-    let hub = state.outpost.hubs.create(hub).await?;
+    let hub = state.outpost.create_hub(hub).await?;
     tracing::info!(hub = %hub.name, host = %hub.host_name, "hub created");
     (state.hubs_changed)().await;
     Ok((StatusCode::CREATED, Json(HubSummary::from(hub.as_ref()))).into_response())
@@ -188,7 +190,7 @@ async fn delete_hub(
     State(state): State<OperatorState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.outpost.hubs.delete(&name).await?;
+    state.outpost.delete_hub(&name).await?;
     tracing::info!(hub = %name, "hub deleted");
     (state.hubs_changed)().await;
     Ok(StatusCode::NO_CONTENT)

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use outpost_core::{BulkItem, DeviceSpec, ModuleSpec, Permission, TwinWrite};
+use outpost_core::{BulkItem, DeviceSpec, ModuleSpec, TwinWrite};
 use outpost_model::{DeviceId, Etag, ModuleId, TwinUpdate};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -327,8 +327,10 @@ async fn device_statistics(
     .into_response())
 }
 
-async fn service_statistics(ServiceCaller(caller): ServiceCaller) -> Result<Response, ApiError> {
-    caller.require(Permission::ServiceConnect)?;
-    // Devices connect through the MQTT/AMQP doors of later issues; none can be connected yet.
-    Ok(Json(json!({ "connectedDeviceCount": 0 })).into_response())
+async fn service_statistics(
+    State(state): State<ServiceState>,
+    ServiceCaller(caller): ServiceCaller,
+) -> Result<Response, ApiError> {
+    let connected = state.outpost.registry.connected_device_count(&caller)?;
+    Ok(Json(json!({ "connectedDeviceCount": connected })).into_response())
 }

@@ -187,3 +187,62 @@ async fn metrics_count_requests_devices_and_storage_latency() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn events_are_read_back_with_properties_and_annotations() {
+    use outpost_core::{DeviceAuthMethod, DeviceIdentity, OutgoingMessage};
+    use outpost_model::{DeviceId, SystemProperties, partition_for};
+
+    let hub = Fixture::new().await;
+    let localhost = hub.outpost.hubs.by_host(HUB_A).unwrap();
+    let identity = DeviceIdentity {
+        hub: localhost.clone(),
+        device_id: DeviceId::new("dev1").unwrap(),
+        module_id: None,
+        generation_id: "123456789012345678".into(),
+        auth_method: DeviceAuthMethod::IdentitySas,
+    };
+    let message = OutgoingMessage {
+        properties: SystemProperties {
+            message_id: Some("m1".into()),
+            ..Default::default()
+        },
+        application_properties: vec![("k".into(), "v".into())],
+        body: bytes::Bytes::from_static(b"{\"t\":1}"),
+    };
+    hub.outpost
+        .telemetry
+        .send(&identity, vec![message])
+        .await
+        .unwrap();
+    let partition = partition_for(&identity.device_id, localhost.partition_count);
+
+    let partitions = operator(&hub, Method::GET, "/hubs/localhost/partitions", None).await;
+    assert_eq!(partitions.body.as_array().unwrap().len(), 4);
+    assert_eq!(
+        partitions.body[partition as usize]["lastEnqueuedSequenceNumber"],
+        0
+    );
+
+    let path = format!("/hubs/localhost/events?partition={partition}&fromSequenceNumber=0&waitMs=10");
+    let events = operator(&hub, Method::GET, &path, None).await;
+    let event = &events.body[0];
+    assert_eq!(event["origin"], "dev1");
+    assert_eq!(event["payload"], "{\"t\":1}");
+    assert_eq!(event["properties"]["system"]["message-id"], "m1");
+    assert_eq!(event["properties"]["application"]["k"], "v");
+    assert_eq!(
+        event["annotations"]["iothub-connection-auth-generation-id"],
+        "123456789012345678"
+    );
+    assert_eq!(event["annotations"]["x-opt-sequence-number"], 0);
+
+    // A read at the end waits for the next event, then returns nothing.
+    let path = format!("/hubs/localhost/events?partition={partition}&fromSequenceNumber=1&waitMs=50");
+    let started = std::time::Instant::now();
+    let empty = operator(&hub, Method::GET, &path, None).await;
+    assert_eq!(empty.body, json!([]));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(50));
+    let bad = operator(&hub, Method::GET, "/hubs/localhost/events?partition=9", None).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}

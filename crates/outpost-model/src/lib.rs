@@ -10,6 +10,7 @@
 //! * [`timestamp`]: [`Timestamp`], formatted the way Azure formats times.
 //! * [`hub`]: [`Hub`] and its [`SharedAccessPolicy`]s.
 //! * [`identity`]: [`Device`], [`Module`], their [`Authentication`] and statuses.
+//! * [`message`]: device-to-cloud [`Message`]s, their log encoding and partitioning.
 //! * [`twin`]: [`Twin`] documents, merge-patch and replace rules, `$metadata`, limits.
 //! * [`error`]: [`ModelError`] and the Azure [`ErrorCode`] every error is classified into.
 
@@ -17,6 +18,7 @@ pub mod error;
 pub mod hub;
 pub mod id;
 pub mod identity;
+pub mod message;
 pub mod timestamp;
 pub mod twin;
 
@@ -27,5 +29,6 @@ pub use identity::{
     Authentication, AuthenticationType, Capabilities, ConnectionState, Device, DeviceStatus, Module,
     SymmetricKeyPair, X509Thumbprints, new_generation_id,
 };
+pub use message::{Annotations, MAX_MESSAGE_BYTES, Message, SystemProperties, partition_for};
 pub use timestamp::Timestamp;
 pub use twin::{Twin, TwinLimits, TwinSection, TwinUpdate};

@@ -32,6 +32,17 @@ impl Timestamp {
         OffsetDateTime::from_unix_timestamp(seconds).map_or(Self::NEVER, Self::from_datetime)
     }
 
+    /// Returns the instant from Unix milliseconds.
+    pub fn from_unix_millis(millis: i64) -> Self {
+        let nanos = i128::from(millis) * 1_000_000;
+        OffsetDateTime::from_unix_timestamp_nanos(nanos).map_or(Self::NEVER, Self::from_datetime)
+    }
+
+    /// Returns Unix milliseconds, or `None` for "never".
+    pub fn unix_millis(self) -> Option<i64> {
+        self.0.map(|at| (at.unix_timestamp_nanos() / 1_000_000) as i64)
+    }
+
     /// Returns Unix seconds, or `None` for "never".
     pub fn unix_seconds(self) -> Option<i64> {
         self.0.map(OffsetDateTime::unix_timestamp)

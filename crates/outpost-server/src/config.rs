@@ -39,8 +39,12 @@ pub struct OutpostConfig {
     pub hub: HubConfig,
     /// The HTTPS listener (service REST API).
     pub https: HttpsConfig,
+    /// The MQTT listener (devices).
+    pub mqtt: MqttConfig,
     /// The operator API listener.
     pub operator: OperatorConfig,
+    /// The telemetry log.
+    pub event_log: EventLogConfig,
     /// TLS certificates.
     pub tls: TlsConfig,
     /// Logging.
@@ -67,6 +71,44 @@ pub struct HttpsConfig {
     pub listen: SocketAddr,
     /// Most concurrent connections; more wait to be accepted.
     pub max_connections: usize,
+}
+
+/// The MQTT listener: MQTT 3.1.1 over TLS for devices and modules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Address to listen on (the Python device SDK only connects to 8883).
+    pub listen: SocketAddr,
+    /// Most concurrent connections; more wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8883)),
+            max_connections: 100_000,
+        }
+    }
+}
+
+/// The telemetry log behind the built-in Event Hubs-compatible endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventLogConfig {
+    /// Messages older than this are dropped (whole segments at a time).
+    pub retention_hours: u64,
+    /// A partition keeps at most this many MiB; the oldest segments go first.
+    pub max_partition_mib: u64,
+}
+
+impl Default for EventLogConfig {
+    fn default() -> Self {
+        Self {
+            retention_hours: 24,
+            max_partition_mib: 10 * 1024,
+        }
+    }
 }
 
 /// The operator API listener.
@@ -107,7 +149,9 @@ impl Default for OutpostConfig {
             data_dir: PathBuf::from("outpost-data"),
             hub: HubConfig::default(),
             https: HttpsConfig::default(),
+            mqtt: MqttConfig::default(),
             operator: OperatorConfig::default(),
+            event_log: EventLogConfig::default(),
             tls: TlsConfig::default(),
             log: LogConfig::default(),
         }
@@ -238,9 +282,9 @@ impl OutpostConfig {
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid("log.format must be text or json".into()));
         }
-        if self.https.max_connections == 0 {
+        if self.https.max_connections == 0 || self.mqtt.max_connections == 0 {
             return Err(ConfigError::Invalid(
-                "https.max_connections must be at least 1".into(),
+                "https.max_connections and mqtt.max_connections must be at least 1".into(),
             ));
         }
         Ok(())

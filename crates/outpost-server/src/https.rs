@@ -20,6 +20,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
@@ -69,12 +70,48 @@ pub async fn serve_https(
     limits: ConnectionLimits,
     cancel: CancellationToken,
 ) -> io::Result<()> {
+    serve_tls(
+        "https",
+        listener,
+        tls,
+        limits,
+        cancel,
+        move |stream, peer, cancel| serve_http1(stream, peer, router.clone(), cancel),
+    )
+    .await
+}
+
+/// Accepts TLS connections on `listener` until `cancel` fires and hands each, after its
+/// handshake, to `serve` (one task per connection). Shared by every TLS listener (HTTPS, MQTT).
+///
+/// At most `limits.max_connections` are served at once: the permit is taken before `accept`, so
+/// excess clients wait in the kernel backlog. A handshake must finish within
+/// `limits.handshake_timeout`. On cancellation the listener closes at once and the function
+/// waits a few seconds for connections to finish.
+///
+/// # Errors
+///
+/// Currently always returns `Ok`: accept errors are logged and retried, and connection errors
+/// only end their own connection.
+pub async fn serve_tls<S, F>(
+    name: &'static str,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    limits: ConnectionLimits,
+    cancel: CancellationToken,
+    serve: S,
+) -> io::Result<()>
+where
+    S: Fn(TlsStream<TcpStream>, SocketAddr, CancellationToken) -> F + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
     let acceptor = TlsAcceptor::from(tls);
     // Zero would never accept anything; treat it as one.
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let tracker = TaskTracker::new();
+    let serve = Arc::new(serve);
     if let Ok(addr) = listener.local_addr() {
-        info!(%addr, "https listener started");
+        info!(%addr, listener = name, "tls listener started");
     }
 
     loop {
@@ -98,15 +135,17 @@ pub async fn serve_https(
                 }
             },
         };
-        tracker.spawn(serve_connection(
-            stream,
-            peer,
-            acceptor.clone(),
-            router.clone(),
-            limits.handshake_timeout,
-            cancel.clone(),
-            permit,
-        ));
+        let acceptor = acceptor.clone();
+        let serve = Arc::clone(&serve);
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            let _permit: OwnedSemaphorePermit = permit;
+            if let Some(tls_stream) =
+                handshake(stream, peer, &acceptor, limits.handshake_timeout, &cancel).await
+            {
+                serve(tls_stream, peer, cancel).await;
+            }
+        });
     }
 
     // Refuse new clients right away instead of leaving them in the backlog during the grace period.
@@ -119,7 +158,8 @@ pub async fn serve_https(
     {
         warn!(
             open = tracker.len(),
-            "https connections still open after shutdown grace period"
+            listener = name,
+            "connections still open after shutdown grace period"
         );
     }
     Ok(())
@@ -157,36 +197,41 @@ async fn handle_accept_error(e: &io::Error, cancel: &CancellationToken) {
     }
 }
 
-/// Runs one connection: TLS handshake, then HTTP/1.1 until the client leaves or shutdown.
-/// Holds `_permit` for the connection's whole life.
-async fn serve_connection(
+/// Completes the TLS handshake of one connection within `timeout`; `None` when it failed.
+async fn handshake(
     stream: TcpStream,
     peer: SocketAddr,
-    acceptor: TlsAcceptor,
-    router: Router,
-    handshake_timeout: Duration,
-    cancel: CancellationToken,
-    _permit: OwnedSemaphorePermit,
-) {
-    // Device requests are small and latency-sensitive.
+    acceptor: &TlsAcceptor,
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> Option<TlsStream<TcpStream>> {
+    // Device traffic is small and latency-sensitive.
     if let Err(e) = stream.set_nodelay(true) {
         debug!(%peer, error = %e, "set tcp nodelay failed");
     }
-    let tls_stream = tokio::select! {
-        () = cancel.cancelled() => return,
-        handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)) => match handshake {
-            Ok(Ok(tls_stream)) => tls_stream,
+    tokio::select! {
+        () = cancel.cancelled() => None,
+        handshake = tokio::time::timeout(timeout, acceptor.accept(stream)) => match handshake {
+            Ok(Ok(tls_stream)) => Some(tls_stream),
             Ok(Err(e)) => {
                 debug!(%peer, error = %ErrorChain(&e), "tls handshake failed");
-                return;
+                None
             }
             Err(_elapsed) => {
                 debug!(%peer, "tls handshake timed out");
-                return;
+                None
             }
         },
-    };
+    }
+}
 
+/// Serves HTTP/1.1 on one TLS connection until the client leaves or shutdown.
+async fn serve_http1(
+    tls_stream: TlsStream<TcpStream>,
+    peer: SocketAddr,
+    router: Router,
+    cancel: CancellationToken,
+) {
     let service = router.map_request(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
         request

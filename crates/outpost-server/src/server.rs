@@ -7,16 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_auth::ServiceConnectionString;
-use outpost_core::{Backends, CoreError, Outpost, SystemClock};
+use outpost_core::{Backends, CoreError, EventLog as _, Outpost, Retention, SystemClock};
 use outpost_http::{HubDefaults, OperatorState};
 use outpost_model::TwinLimits;
-use outpost_store::EmbeddedStore;
-use tokio::net::TcpListener;
+use outpost_mqtt::{MqttContext, MqttLimits, Sessions};
+use outpost_store::{EmbeddedEventLog, EmbeddedStore, EventLogOptions};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::OutpostConfig;
-use crate::https::{ConnectionLimits, serve_http, serve_https};
+use crate::config::{EventLogConfig, OutpostConfig};
+use crate::https::{ConnectionLimits, serve_http, serve_https, serve_tls};
 use crate::tls::{self, CertificateFiles, DevCa, ErrorChain, ReloadingCertResolver, TlsError};
 
 /// Name of the file, in the data dir, holding the operator API's bearer token.
@@ -64,11 +66,14 @@ pub struct Server {
     pub outpost: Outpost,
     /// Where the HTTPS listener is bound.
     pub https_addr: SocketAddr,
+    /// Where the MQTT listener is bound.
+    pub mqtt_addr: SocketAddr,
     /// Where the operator listener is bound.
     pub operator_addr: SocketAddr,
     /// The development CA certificate, when Outpost issues its own certificates.
     pub ca_path: Option<PathBuf>,
     data_dir: PathBuf,
+    events: Arc<EmbeddedEventLog>,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -83,17 +88,21 @@ impl Server {
         let data_dir = config.data_dir.clone();
         create_dir(&data_dir)?;
         let store = EmbeddedStore::open(&data_dir.join("registry.redb")).map_err(ServerError::Store)?;
+        let events = Arc::new(
+            EmbeddedEventLog::open(&data_dir.join("events"), EventLogOptions::default())
+                .map_err(ServerError::Store)?,
+        );
         let backends = Backends {
             hubs: Arc::new(store.clone()),
             registry: Arc::new(store),
+            events: events.clone(),
             clock: Arc::new(SystemClock),
         };
         let outpost = Outpost::start(backends, TwinLimits::default())
             .await
             .map_err(ServerError::Core)?;
         if let Some(hub) = outpost
-            .hubs
-            .ensure_default(&config.hub.default_host_name, config.hub.partition_count)
+            .ensure_default_hub(&config.hub.default_host_name, config.hub.partition_count)
             .await
             .map_err(ServerError::Core)?
         {
@@ -124,6 +133,7 @@ impl Server {
             cancel.child_token(),
         )];
         let tls_config = tls::server_config(resolver.clone(), &[b"http/1.1"]).map_err(ServerError::Tls)?;
+        let resolver_for_mqtt = resolver.clone();
 
         let hubs_changed: outpost_http::HubsChanged = {
             let hubs = outpost.hubs.clone();
@@ -157,6 +167,8 @@ impl Server {
         };
 
         let https_listener = bind(config.https.listen).await?;
+        let mqtt_listener = bind(config.mqtt.listen).await?;
+        let mqtt_addr = local_addr(&mqtt_listener, config.mqtt.listen)?;
         let operator_listener = bind(config.operator.listen).await?;
         let https_addr = local_addr(&https_listener, config.https.listen)?;
         let operator_addr = local_addr(&operator_listener, config.operator.listen)?;
@@ -182,6 +194,41 @@ impl Server {
                 tracing::error!(error = %error, "https listener stopped");
             }
         }));
+        // Devices may present a client certificate (X.509 authentication); no ALPN, as the SDKs
+        // offer none for MQTT.
+        let mqtt_tls = tls::server_config_with_optional_client_certs(resolver_for_mqtt, &[])
+            .map_err(ServerError::Tls)?;
+        let mqtt_context = Arc::new(MqttContext {
+            outpost: outpost.clone(),
+            sessions: Sessions::default(),
+            limits: MqttLimits::default(),
+        });
+        let mqtt_limits = ConnectionLimits {
+            max_connections: config.mqtt.max_connections,
+            ..Default::default()
+        };
+        let mqtt_cancel = cancel.child_token();
+        tasks.push(tokio::spawn(async move {
+            let serve = move |stream: TlsStream<TcpStream>, _peer, cancel| {
+                let leaf = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|leaf| leaf.to_vec());
+                outpost_mqtt::serve_connection(stream, leaf, mqtt_context.clone(), cancel)
+            };
+            if let Err(error) =
+                serve_tls("mqtt", mqtt_listener, mqtt_tls, mqtt_limits, mqtt_cancel, serve).await
+            {
+                tracing::error!(error = %error, "mqtt listener stopped");
+            }
+        }));
+        tasks.push(spawn_retention(
+            events.clone(),
+            &config.event_log,
+            cancel.child_token(),
+        ));
         let operator_cancel = cancel.child_token();
         tasks.push(tokio::spawn(async move {
             if let Err(error) = serve_http(operator_listener, operator, operator_cancel).await {
@@ -196,13 +243,15 @@ impl Server {
             false,
         )?;
         let ca_path = dev_ca.map(|(ca, _)| ca.ca_pem_path().to_path_buf());
-        tracing::info!(https = %https_addr, operator = %operator_addr, "outpost is serving");
+        tracing::info!(https = %https_addr, mqtt = %mqtt_addr, operator = %operator_addr, "outpost is serving");
         Ok(Self {
             outpost,
             https_addr,
+            mqtt_addr,
             operator_addr,
             ca_path,
             data_dir,
+            events,
             cancel,
             tasks,
         })
@@ -228,7 +277,38 @@ impl Server {
         for task in self.tasks {
             let _ = task.await;
         }
+        // Lets the log's writers finish their batches before the process exits.
+        self.events.close().await;
     }
+}
+
+/// Applies the retention limits to the event log every minute.
+fn spawn_retention(
+    events: Arc<EmbeddedEventLog>,
+    config: &EventLogConfig,
+    cancel: CancellationToken,
+) -> JoinHandle<()> {
+    let retention = Retention {
+        max_age: Duration::from_secs(config.retention_hours.saturating_mul(3600)),
+        max_bytes_per_partition: config.max_partition_mib.saturating_mul(1024 * 1024),
+    };
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            match events
+                .apply_retention(retention, outpost_model::Timestamp::now())
+                .await
+            {
+                Ok(0) => {}
+                Ok(dropped) => tracing::info!(dropped, "event log retention dropped old messages"),
+                Err(error) => tracing::warn!(error = %error, "event log retention failed"),
+            }
+        }
+    })
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {

@@ -13,16 +13,19 @@
 //! * `registry`: `RegistryStore`: devices and modules.
 //! * `counts`: per-hub device counts, maintained in the device write transactions.
 //! * `error`: the transaction error and its translation into `StoreError`.
+//! * `event_log`: [`EmbeddedEventLog`], the `EventLog` port on segment files with group commit.
 //!
 //! The conformance suite of `outpost-core` runs against the in-memory and the on-disk database
 //! in `tests/conformance.rs`.
 
 mod counts;
 mod error;
+pub mod event_log;
 mod hubs;
 mod registry;
 mod revision;
 mod store;
 mod tables;
 
+pub use event_log::{EmbeddedEventLog, EventLogOptions};
 pub use store::EmbeddedStore;

@@ -195,18 +195,18 @@ pub enum TwinCommand {
     },
 }
 
-fn connect(global: &GlobalArgs) -> anyhow::Result<OperatorClient> {
+pub(crate) fn connect(global: &GlobalArgs) -> anyhow::Result<OperatorClient> {
     let args = serve::ServeArgs::default_flags();
     let config = serve::load_config(global, &args)?;
     OperatorClient::connect(&config.data_dir)
 }
 
-fn encode(id: &str) -> String {
+pub(crate) fn encode(id: &str) -> String {
     utf8_percent_encode(id, NON_ALPHANUMERIC).to_string()
 }
 
 /// Returns the hub to act on: the one named, or the first (the default hub).
-async fn hub_name(client: &OperatorClient, hub: Option<String>) -> anyhow::Result<String> {
+pub(crate) async fn hub_name(client: &OperatorClient, hub: Option<String>) -> anyhow::Result<String> {
     if let Some(hub) = hub {
         return Ok(hub);
     }

@@ -4,6 +4,7 @@
 //! * `serve`: configuration, logging, start, graceful stop on SIGINT/SIGTERM.
 //! * `client`: the operator API client (endpoint and token read from the data dir).
 //! * `admin`: `hub`, `device-identity`, `module-identity` and `twin` verbs.
+//! * `monitor`: `monitor-events`, tailing a hub's built-in endpoint.
 
 #![allow(
     clippy::print_stdout,
@@ -13,6 +14,7 @@
 
 mod admin;
 mod client;
+mod monitor;
 mod serve;
 
 use std::path::PathBuf;
@@ -75,6 +77,8 @@ enum Command {
         #[command(subcommand)]
         command: admin::ModuleCommand,
     },
+    /// Prints device-to-cloud messages as they arrive (mirrors `az iot hub monitor-events`).
+    MonitorEvents(monitor::MonitorArgs),
     /// Shows and updates device and module twins (mirrors `az iot hub device-twin`).
     Twin {
         #[command(subcommand)]
@@ -121,5 +125,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DeviceIdentity { command } => admin::device(&cli.global, command).await,
         Command::ModuleIdentity { command } => admin::module(&cli.global, command).await,
         Command::Twin { command } => admin::twin(&cli.global, command).await,
+        Command::MonitorEvents(args) => monitor::monitor_events(&cli.global, args).await,
     }
 }

@@ -16,6 +16,9 @@ pub struct ServeArgs {
     /// Address of the HTTPS listener (service REST API).
     #[arg(long)]
     https_listen: Option<SocketAddr>,
+    /// Address of the MQTT listener.
+    #[arg(long)]
+    mqtt_listen: Option<SocketAddr>,
     /// Address of the operator API listener.
     #[arg(long)]
     operator_listen: Option<SocketAddr>,
@@ -32,6 +35,7 @@ impl ServeArgs {
     pub fn default_flags() -> Self {
         Self {
             https_listen: None,
+            mqtt_listen: None,
             operator_listen: None,
             host_name: None,
             log_format: None,
@@ -62,6 +66,9 @@ pub fn load_config(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<Outp
     }
     if let Some(listen) = args.https_listen {
         config.https.listen = listen;
+    }
+    if let Some(listen) = args.mqtt_listen {
+        config.mqtt.listen = listen;
     }
     if let Some(listen) = args.operator_listen {
         config.operator.listen = listen;
@@ -101,6 +108,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> 
     {
         println!("Outpost is serving.");
         println!("  HTTPS (service API): {}", server.https_addr);
+        println!("  MQTT (devices):      {}", server.mqtt_addr);
         println!("  Operator API:        http://{}", server.operator_addr);
         if let Some(connection_string) = server.owner_connection_string() {
             println!("  iothubowner connection string: {connection_string}");

@@ -25,6 +25,7 @@ impl Serving {
                 "--operator-listen",
                 "127.0.0.1:0",
             ])
+            .args(["--mqtt-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)
             .env_remove("OUTPOST_CONFIG")
@@ -32,8 +33,12 @@ impl Serving {
             .stderr(Stdio::null())
             .spawn()
             .expect("start outpost serve");
+        let mut child = child;
         let deadline = Instant::now() + Duration::from_secs(30);
         while !data_dir.join("operator-endpoint").try_exists().unwrap() {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("outpost serve exited early: {status}");
+            }
             assert!(Instant::now() < deadline, "outpost serve did not become ready");
             #[allow(
                 clippy::disallowed_methods,

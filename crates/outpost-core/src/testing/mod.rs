@@ -36,10 +36,12 @@ use crate::{
 };
 
 mod devices;
+mod event_log;
 mod hubs;
 mod registry_views;
 
 pub use devices::*;
+pub use event_log::*;
 pub use hubs::*;
 pub use registry_views::*;
 
@@ -89,6 +91,44 @@ macro_rules! conformance_suite {
     };
     ($make:expr) => {
         $crate::conformance_suite!(with_guard: ($make, ()));
+    };
+}
+
+/// Expands to one `#[tokio::test]` per event-log conformance body, each on a fresh log.
+///
+/// `event_log_conformance_suite!(expr)` builds the log with `expr`;
+/// `event_log_conformance_suite!(with_guard: expr)` takes `(log, guard)` from `expr` and keeps
+/// the guard (a temporary directory) alive during the test.
+#[macro_export]
+macro_rules! event_log_conformance_suite {
+    (@tests $make:expr; $($body:ident),+ $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $body() {
+                let (log, _guard) = $make;
+                $crate::testing::$body(&log).await;
+            }
+        )+
+    };
+    (with_guard: $make:expr) => {
+        $crate::event_log_conformance_suite!(@tests $make;
+            appended_events_read_back_by_offset_sequence_number_and_time,
+            sequence_numbers_start_at_zero_without_gaps,
+            concurrent_appenders_keep_their_order_within_a_partition,
+            partitions_are_independent,
+            partition_info_follows_appends,
+            watch_announces_the_next_sequence_number,
+            reads_past_the_end_are_empty,
+            reads_are_bounded_by_events_and_bytes,
+            unknown_hubs_and_partitions_are_not_found,
+            ensuring_partitions_is_idempotent_and_keeps_the_count,
+            dropping_a_hub_deletes_its_events_only,
+            retention_by_size_drops_the_oldest_events,
+            retention_by_age_drops_old_events_only,
+        );
+    };
+    ($make:expr) => {
+        $crate::event_log_conformance_suite!(with_guard: ($make, ()));
     };
 }
 

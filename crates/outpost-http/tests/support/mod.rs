@@ -14,7 +14,7 @@ use outpost_auth::{KeyEncoding, SymmetricKey};
 use outpost_core::{Backends, Outpost, SystemClock};
 use outpost_http::{HubDefaults, OperatorState};
 use outpost_model::{Hub, HubName, TwinLimits};
-use outpost_store::EmbeddedStore;
+use outpost_store::{EmbeddedEventLog, EmbeddedStore, EventLogOptions};
 use serde_json::Value;
 use tower::ServiceExt as _;
 
@@ -24,6 +24,7 @@ pub const OPERATOR_TOKEN: &str = "operator-secret";
 
 pub struct Fixture {
     pub outpost: Outpost,
+    _events_dir: tempfile::TempDir,
     pub service: Router,
     pub operator: Router,
 }
@@ -48,16 +49,18 @@ impl Reply {
 impl Fixture {
     pub async fn new() -> Self {
         let store = EmbeddedStore::in_memory().unwrap();
+        let events_dir = tempfile::tempdir().unwrap();
+        let events = EmbeddedEventLog::open(events_dir.path(), EventLogOptions::default()).unwrap();
         let backends = Backends {
             hubs: Arc::new(store.clone()),
             registry: Arc::new(store),
+            events: Arc::new(events),
             clock: Arc::new(SystemClock),
         };
         let outpost = Outpost::start(backends, TwinLimits::default()).await.unwrap();
-        outpost.hubs.ensure_default(HUB_A, 4).await.unwrap();
+        outpost.ensure_default_hub(HUB_A, 4).await.unwrap();
         outpost
-            .hubs
-            .create(Hub::new(HubName::new("hubb").unwrap(), HUB_B_HOST, 2).unwrap())
+            .create_hub(Hub::new(HubName::new("hubb").unwrap(), HUB_B_HOST, 2).unwrap())
             .await
             .unwrap();
         let service = outpost_http::service_router(outpost.clone());
@@ -73,6 +76,7 @@ impl Fixture {
         });
         Self {
             outpost,
+            _events_dir: events_dir,
             service,
             operator,
         }

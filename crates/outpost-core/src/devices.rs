@@ -1,0 +1,384 @@
+//! Device-side use cases: authenticating a device or module connection (SAS token or X.509
+//! client certificate, wire contract §1, §2.2) and accepting its telemetry into the event log.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use outpost_auth::{KeyEncoding, Rights, SasToken, resource_in_scope};
+use outpost_model::{
+    Annotations, AuthenticationType, DeviceId, DeviceStatus, Hub, MAX_MESSAGE_BYTES, Message, ModuleId,
+    SystemProperties, Twin, partition_for,
+};
+
+use serde_json::{Map, Value, json};
+
+use crate::hubs::strip_port;
+use crate::presence::IdentityKey;
+use crate::registry::{CAS_ATTEMPTS, Registry};
+use crate::{AppendedEvent, AuthFailure, Clock, CoreError, EventLog, Expected};
+
+/// What a connecting device presents.
+#[derive(Debug, Clone, Copy)]
+pub enum DeviceCredential<'a> {
+    /// A SAS token (the MQTT password, an AMQP CBS token, an HTTP `Authorization` header).
+    Sas(&'a str),
+    /// The DER leaf certificate of the TLS client.
+    X509(&'a [u8]),
+}
+
+/// How a connection authenticated, for `iothub-connection-auth-method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceAuthMethod {
+    /// A token signed with the identity's own key.
+    IdentitySas,
+    /// A token signed with a shared access policy holding DeviceConnect.
+    PolicySas,
+    /// A self-signed X.509 certificate matched by thumbprint.
+    X509,
+}
+
+/// An authenticated device or module connection.
+#[derive(Debug, Clone)]
+pub struct DeviceIdentity {
+    /// The hub.
+    pub hub: Arc<Hub>,
+    /// The device.
+    pub device_id: DeviceId,
+    /// The module, for module connections.
+    pub module_id: Option<ModuleId>,
+    /// The identity's generation id (`iothub-connection-auth-generation-id`).
+    pub generation_id: String,
+    /// How it authenticated.
+    pub auth_method: DeviceAuthMethod,
+}
+
+impl DeviceIdentity {
+    /// Returns the `iothub-connection-auth-method` JSON string Azure stamps on messages.
+    pub fn auth_method_json(&self) -> String {
+        let (scope, kind) = match self.auth_method {
+            DeviceAuthMethod::IdentitySas => (
+                if self.module_id.is_some() {
+                    "module"
+                } else {
+                    "device"
+                },
+                "sas",
+            ),
+            DeviceAuthMethod::PolicySas => ("hub", "sas"),
+            DeviceAuthMethod::X509 => (
+                if self.module_id.is_some() {
+                    "module"
+                } else {
+                    "device"
+                },
+                "x509Certificate",
+            ),
+        };
+        format!(r#"{{"scope":"{scope}","type":"{kind}","issuer":"iothub","acceptingIpFilterRule":null}}"#)
+    }
+
+    /// Returns the identity's resource path below the host: `devices/<d>[/modules/<m>]`.
+    pub fn resource(&self) -> String {
+        match &self.module_id {
+            Some(module) => format!("devices/{}/modules/{module}", self.device_id),
+            None => format!("devices/{}", self.device_id),
+        }
+    }
+}
+
+impl Registry {
+    /// Authenticates a device or module connecting to `hub`.
+    ///
+    /// A SAS token must be scoped to the identity (`<host>/devices/<d>[/modules/<m>]`, or a
+    /// prefix of it) and signed with one of the identity's keys, or carry `skn` naming a policy
+    /// with DeviceConnect. An X.509 leaf must match the identity's primary or secondary
+    /// thumbprint (SHA-1 or SHA-256). Disabled devices (and their modules) are refused.
+    ///
+    /// # Errors
+    /// [`CoreError::Unauthorized`] with the reason; unknown identities are `UnknownPrincipal`.
+    pub async fn authenticate_device(
+        &self,
+        hub: Arc<Hub>,
+        device_id: &DeviceId,
+        module_id: Option<&ModuleId>,
+        credential: DeviceCredential<'_>,
+    ) -> Result<DeviceIdentity, CoreError> {
+        let unauthorized = CoreError::Unauthorized;
+        let device = self
+            .store
+            .device(&hub.name, device_id)
+            .await?
+            .ok_or(unauthorized(AuthFailure::UnknownPrincipal))?
+            .value
+            .device;
+        if device.status == DeviceStatus::Disabled {
+            return Err(unauthorized(AuthFailure::Disabled));
+        }
+        let (authentication, generation_id) = match module_id {
+            Some(module_id) => {
+                let module = self
+                    .store
+                    .module(&hub.name, device_id, module_id)
+                    .await?
+                    .ok_or(unauthorized(AuthFailure::UnknownPrincipal))?
+                    .value
+                    .module;
+                (module.authentication, module.generation_id)
+            }
+            None => (device.authentication, device.generation_id),
+        };
+        let resource = match module_id {
+            Some(module) => format!("{}/devices/{device_id}/modules/{module}", hub.host_name),
+            None => format!("{}/devices/{device_id}", hub.host_name),
+        };
+        let auth_method = match credential {
+            DeviceCredential::Sas(text) => {
+                let token = SasToken::parse(text).map_err(|_| unauthorized(AuthFailure::Malformed))?;
+                let token_host = token.resource().split('/').next().unwrap_or_default();
+                let scope = format!(
+                    "{}{}",
+                    strip_port(token_host),
+                    &token.resource()[token_host.len()..]
+                );
+                if !resource_in_scope(&scope, &resource) {
+                    return Err(unauthorized(AuthFailure::WrongResource));
+                }
+                let now = self.clock.now().unix_seconds().unwrap_or_default().max(0) as u64;
+                let (keys, method): (Vec<_>, _) = match token.key_name() {
+                    Some(policy) => {
+                        let policy = hub
+                            .policy(policy)
+                            .ok_or(unauthorized(AuthFailure::UnknownPrincipal))?;
+                        if !policy.rights.grants(Rights::DEVICE_CONNECT) {
+                            return Err(unauthorized(AuthFailure::InsufficientRights));
+                        }
+                        (
+                            vec![policy.primary_key.clone(), policy.secondary_key.clone()],
+                            DeviceAuthMethod::PolicySas,
+                        )
+                    }
+                    None => {
+                        if authentication.kind != AuthenticationType::Sas {
+                            return Err(unauthorized(AuthFailure::BadSignature));
+                        }
+                        (
+                            authentication.keys().cloned().collect(),
+                            DeviceAuthMethod::IdentitySas,
+                        )
+                    }
+                };
+                let mut failure = AuthFailure::BadSignature;
+                let verified =
+                    keys.iter()
+                        .any(|key| match token.verify(key, KeyEncoding::Base64Decoded, now) {
+                            Ok(()) => true,
+                            Err(outpost_auth::AuthError::Expired { .. }) => {
+                                failure = AuthFailure::Expired;
+                                false
+                            }
+                            Err(_) => false,
+                        });
+                if !verified {
+                    return Err(unauthorized(failure));
+                }
+                method
+            }
+            DeviceCredential::X509(leaf) => {
+                let thumbprints = &authentication.x509_thumbprint;
+                let matches = authentication.kind == AuthenticationType::SelfSigned
+                    && [&thumbprints.primary_thumbprint, &thumbprints.secondary_thumbprint]
+                        .into_iter()
+                        .flatten()
+                        .any(|thumbprint| thumbprint.matches_der(leaf));
+                if !matches {
+                    return Err(unauthorized(AuthFailure::BadSignature));
+                }
+                DeviceAuthMethod::X509
+            }
+        };
+        Ok(DeviceIdentity {
+            hub,
+            device_id: device_id.clone(),
+            module_id: module_id.cloned(),
+            generation_id,
+            auth_method,
+        })
+    }
+}
+
+/// A message as a device sends it, before the hub stamps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    /// System properties.
+    pub properties: SystemProperties,
+    /// Application properties in the sender's order.
+    pub application_properties: Vec<(String, String)>,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// Accepts device-to-cloud messages into the hub's event log.
+pub struct Telemetry {
+    log: Arc<dyn EventLog>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry").finish_non_exhaustive()
+    }
+}
+
+impl Telemetry {
+    /// Builds the telemetry service over an event log.
+    pub fn new(log: Arc<dyn EventLog>, clock: Arc<dyn Clock>) -> Self {
+        Self { log, clock }
+    }
+
+    /// Returns the event log (the built-in endpoint reads from it).
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.log
+    }
+
+    /// Stamps and appends a device's messages, in order, to its partition; resolves once they
+    /// are durable. All or none: an error means none was acknowledged.
+    ///
+    /// # Errors
+    /// `MessageTooLarge` over 256 KiB; storage failures.
+    pub async fn send(
+        &self,
+        identity: &DeviceIdentity,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<Vec<AppendedEvent>, CoreError> {
+        let now = self.clock.now();
+        let mut payloads = Vec::with_capacity(messages.len());
+        let auth_method = identity.auth_method_json();
+        for message in messages {
+            if message.body.len() > MAX_MESSAGE_BYTES {
+                return Err(CoreError::MessageTooLarge(message.body.len()));
+            }
+            let stamped = Message {
+                properties: message.properties,
+                application_properties: message.application_properties,
+                annotations: Annotations {
+                    device_id: identity.device_id.to_string(),
+                    module_id: identity.module_id.as_ref().map(ToString::to_string),
+                    auth_method: auth_method.clone(),
+                    auth_generation_id: identity.generation_id.clone(),
+                    enqueued_time: now,
+                    message_source: "Telemetry".into(),
+                },
+                body: message.body,
+            };
+            payloads.push(stamped.encode());
+        }
+        let partition = partition_for(&identity.device_id, identity.hub.partition_count);
+        Ok(self.log.append(&identity.hub.name, partition, payloads).await?)
+    }
+}
+
+impl DeviceIdentity {
+    /// Returns the presence key of this identity.
+    pub fn key(&self) -> IdentityKey {
+        IdentityKey {
+            hub: self.hub.name.clone(),
+            device: self.device_id.clone(),
+            module: self.module_id.clone(),
+        }
+    }
+}
+
+impl Registry {
+    /// Returns the identity's twin as a device reads it (wire contract §2.6):
+    /// `{"desired": {…, "$version": N}, "reported": {…, "$version": M}}`, without metadata.
+    ///
+    /// # Errors
+    /// `DeviceNotFound`/`ModuleNotFound` when the identity was deleted meanwhile.
+    pub async fn device_side_twin(&self, identity: &DeviceIdentity) -> Result<Value, CoreError> {
+        let twin = self.identity_twin(identity).await?;
+        Ok(json!({
+            "desired": twin.desired.to_json_without_metadata(),
+            "reported": twin.reported.to_json_without_metadata(),
+        }))
+    }
+
+    /// Merges a device's reported-properties patch; returns the new reported `$version`.
+    ///
+    /// # Errors
+    /// Twin rule and limit violations, or the identity being gone.
+    pub async fn patch_reported(
+        &self,
+        identity: &DeviceIdentity,
+        patch: &Map<String, Value>,
+    ) -> Result<u64, CoreError> {
+        let hub = &identity.hub.name;
+        for _ in 0..CAS_ATTEMPTS {
+            let now = self.now();
+            let written = match &identity.module_id {
+                Some(module_id) => {
+                    let stored = self
+                        .store
+                        .module(hub, &identity.device_id, module_id)
+                        .await?
+                        .ok_or_else(|| CoreError::ModuleNotFound {
+                            device: identity.device_id.clone(),
+                            module: module_id.clone(),
+                        })?;
+                    let mut record = stored.value;
+                    record.twin.apply_reported_patch(patch, now, &self.twin_limits)?;
+                    let version = record.twin.reported.version;
+                    self.store
+                        .put_module(hub, &record, Expected::Revision(stored.revision))
+                        .await
+                        .map(|_| version)
+                }
+                None => {
+                    let stored = self
+                        .store
+                        .device(hub, &identity.device_id)
+                        .await?
+                        .ok_or_else(|| CoreError::DeviceNotFound(identity.device_id.clone()))?;
+                    let mut record = stored.value;
+                    record.twin.apply_reported_patch(patch, now, &self.twin_limits)?;
+                    let version = record.twin.reported.version;
+                    self.store
+                        .put_device(hub, &record, Expected::Revision(stored.revision))
+                        .await
+                        .map(|_| version)
+                }
+            };
+            match written {
+                Ok(version) => return Ok(version),
+                Err(crate::StoreError::Conflict) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(CoreError::Contention)
+    }
+
+    async fn identity_twin(&self, identity: &DeviceIdentity) -> Result<Twin, CoreError> {
+        let hub = &identity.hub.name;
+        let twin = match &identity.module_id {
+            Some(module_id) => {
+                self.store
+                    .module(hub, &identity.device_id, module_id)
+                    .await?
+                    .ok_or_else(|| CoreError::ModuleNotFound {
+                        device: identity.device_id.clone(),
+                        module: module_id.clone(),
+                    })?
+                    .value
+                    .twin
+            }
+            None => {
+                self.store
+                    .device(hub, &identity.device_id)
+                    .await?
+                    .ok_or_else(|| CoreError::DeviceNotFound(identity.device_id.clone()))?
+                    .value
+                    .twin
+            }
+        };
+        Ok(twin)
+    }
+}

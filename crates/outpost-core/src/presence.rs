@@ -1,0 +1,122 @@
+//! Who is connected: one live connection per device or module identity, reachable through a
+//! bounded command channel. The twin and method use cases push to connected identities through
+//! it; a second connection of the same identity takes over and the first is told to close.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use outpost_model::{DeviceId, HubName, ModuleId, Timestamp};
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+/// Commands a connection carries out for the hub.
+#[derive(Debug)]
+pub enum DeviceCommand {
+    /// Deliver a desired-properties patch (with `$version`).
+    DesiredPatch(Value),
+    /// Another connection of the same identity took over: close this one.
+    TakenOver,
+}
+
+/// Key of a connected identity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdentityKey {
+    /// The hub.
+    pub hub: HubName,
+    /// The device.
+    pub device: DeviceId,
+    /// The module, if any.
+    pub module: Option<ModuleId>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    connection: u64,
+    sender: mpsc::Sender<DeviceCommand>,
+    connected_since: Timestamp,
+}
+
+/// Queue depth of a connection's command channel; a connection that falls this far behind
+/// loses further notifications (they are re-read on the next twin GET) rather than growing memory.
+pub const COMMAND_QUEUE_DEPTH: usize = 64;
+
+/// The live connections of this server.
+#[derive(Debug, Default)]
+pub struct Presence {
+    next_connection: AtomicU64,
+    connected: Mutex<HashMap<IdentityKey, Entry>>,
+}
+
+/// A registration of one connection; dropping it does not unregister (call
+/// [`Presence::disconnect`]), so that a takeover is not undone by the old connection's exit.
+#[derive(Debug)]
+pub struct Registration {
+    /// The identity.
+    pub key: IdentityKey,
+    /// This connection's number.
+    pub connection: u64,
+    /// Commands for this connection.
+    pub commands: mpsc::Receiver<DeviceCommand>,
+}
+
+impl Presence {
+    /// Registers a new connection of `key`, telling a previous one to close.
+    pub fn connect(&self, key: IdentityKey, now: Timestamp) -> Registration {
+        let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let (sender, commands) = mpsc::channel(COMMAND_QUEUE_DEPTH);
+        let previous = self.connected.lock().insert(
+            key.clone(),
+            Entry {
+                connection,
+                sender,
+                connected_since: now,
+            },
+        );
+        if let Some(previous) = previous {
+            // Best effort: a full queue means the old connection is stuck; it is dropped anyway
+            // once its channel closes, because its sender is gone.
+            let _ = previous.sender.try_send(DeviceCommand::TakenOver);
+        }
+        Registration {
+            key,
+            connection,
+            commands,
+        }
+    }
+
+    /// Unregisters a connection, unless another one has taken over since.
+    pub fn disconnect(&self, key: &IdentityKey, connection: u64) {
+        let mut connected = self.connected.lock();
+        if connected
+            .get(key)
+            .is_some_and(|entry| entry.connection == connection)
+        {
+            connected.remove(key);
+        }
+    }
+
+    /// Returns when `key` connected, if it is connected.
+    pub fn connected_since(&self, key: &IdentityKey) -> Option<Timestamp> {
+        self.connected.lock().get(key).map(|entry| entry.connected_since)
+    }
+
+    /// Returns how many devices of `hub` are connected (module connections are not counted).
+    pub fn connected_device_count(&self, hub: &HubName) -> usize {
+        self.connected
+            .lock()
+            .keys()
+            .filter(|key| &key.hub == hub && key.module.is_none())
+            .count()
+    }
+
+    /// Sends a command to a connected identity; returns whether it was queued.
+    pub fn send(&self, key: &IdentityKey, command: DeviceCommand) -> bool {
+        let sender = self.connected.lock().get(key).map(|entry| entry.sender.clone());
+        sender.is_some_and(|sender| sender.try_send(command).is_ok())
+    }
+}
+
+/// Shared handle to the presence table.
+pub type PresenceRef = Arc<Presence>;

@@ -1,0 +1,584 @@
+//! One device connection: owns the (TLS) stream, the decoder and the session state; authenticates
+//! the CONNECT, then serves telemetry, twin requests and subscriptions, and pushes desired
+//! property changes. Telemetry is pipelined: while one batch is being made durable the next one
+//! accumulates, and PUBACKs go out in order once their batch is on disk (MQTT 3.1.1 §4.6).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use outpost_core::{
+    AppendedEvent, CoreError, DeviceCommand, DeviceCredential, DeviceIdentity, HasErrorCode, OutgoingMessage,
+    Outpost,
+};
+use outpost_model::{DeviceId, ModuleId, Timestamp};
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::codec::{
+    ConnAck, Connect, ConnectReturnCode, DecodeError, Decoder, Packet, PacketId, Publish, QoS, SubAck,
+    SubAckReturnCode, encode,
+};
+use crate::session::{SessionKey, Sessions};
+use crate::topics::{DevicePublish, TopicOwner, classify_publish, subscription_allowed};
+
+/// Limits and timeouts of the MQTT front door.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MqttLimits {
+    /// Largest packet accepted (a 256 KiB message plus its topic and header).
+    pub max_packet_size: usize,
+    /// Time a client has to send CONNECT after the TLS handshake.
+    pub connect_timeout: Duration,
+    /// Telemetry messages a connection may have waiting for durability before it stops reading.
+    pub max_pending_messages: usize,
+}
+
+impl Default for MqttLimits {
+    fn default() -> Self {
+        Self {
+            max_packet_size: outpost_model::MAX_MESSAGE_BYTES + 64 * 1024,
+            connect_timeout: Duration::from_secs(10),
+            max_pending_messages: 256,
+        }
+    }
+}
+
+/// What every connection shares.
+#[derive(Debug)]
+pub struct MqttContext {
+    /// The hub services.
+    pub outpost: Outpost,
+    /// Persistent sessions (clean session = false).
+    pub sessions: Sessions,
+    /// Limits.
+    pub limits: MqttLimits,
+}
+
+type Append = Pin<Box<dyn Future<Output = Result<Vec<AppendedEvent>, CoreError>> + Send>>;
+
+struct PacketReader<S> {
+    reader: ReadHalf<S>,
+    buffer: BytesMut,
+    decoder: Decoder,
+}
+
+impl<S: AsyncRead + AsyncWrite> PacketReader<S> {
+    /// Returns the next packet, `None` at end of stream. Cancel-safe: bytes already read stay in
+    /// the buffer.
+    async fn next(&mut self) -> Result<Option<Packet>, ConnectionError> {
+        loop {
+            if let Some(packet) = self.decoder.decode(&mut self.buffer)? {
+                return Ok(Some(packet));
+            }
+            if self.reader.read_buf(&mut self.buffer).await? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+struct PacketWriter<S> {
+    writer: WriteHalf<S>,
+    buffer: BytesMut,
+}
+
+impl<S: AsyncRead + AsyncWrite> PacketWriter<S> {
+    async fn send(&mut self, packet: &Packet) -> Result<(), ConnectionError> {
+        self.buffer.clear();
+        encode(packet, &mut self.buffer).map_err(|error| ConnectionError::Encode(error.to_string()))?;
+        self.writer.write_all(&self.buffer).await?;
+        Ok(())
+    }
+
+    async fn publish(&mut self, topic: String, payload: Vec<u8>) -> Result<(), ConnectionError> {
+        let publish = Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic,
+            packet_id: None,
+            payload: payload.into(),
+        };
+        self.send(&Packet::Publish(publish)).await
+    }
+}
+
+/// Why a connection ended abnormally (logged at debug: one device's problem is not the server's).
+#[derive(Debug, thiserror::Error)]
+enum ConnectionError {
+    #[error("i/o")]
+    Io(#[from] std::io::Error),
+    #[error("malformed packet")]
+    Decode(#[from] DecodeError),
+    #[error("cannot encode a packet: {0}")]
+    Encode(String),
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+}
+
+/// Serves one connection until it closes, the identity connects elsewhere, or `cancel` fires.
+pub async fn serve_connection<S>(
+    stream: S,
+    peer_leaf: Option<Vec<u8>>,
+    context: Arc<MqttContext>,
+    cancel: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (reader, writer) = tokio::io::split(stream);
+    let mut reader = PacketReader {
+        reader,
+        buffer: BytesMut::with_capacity(4096),
+        decoder: Decoder::new(context.limits.max_packet_size),
+    };
+    let mut writer = PacketWriter {
+        writer,
+        buffer: BytesMut::with_capacity(512),
+    };
+    let first = tokio::time::timeout(context.limits.connect_timeout, reader.next()).await;
+    let connect = match first {
+        Ok(Ok(Some(Packet::Connect(connect)))) => connect,
+        Ok(Err(ConnectionError::Decode(DecodeError::UnsupportedProtocolLevel(level)))) => {
+            tracing::debug!(level, "refused an unsupported mqtt protocol level");
+            let _ = refuse(&mut writer, ConnectReturnCode::UnacceptableProtocolVersion).await;
+            return;
+        }
+        Ok(Ok(Some(_))) => return tracing::debug!("first packet was not CONNECT"),
+        Ok(Ok(None)) => return,
+        Ok(Err(error)) => return tracing::debug!(error = %error, "closed a connection before CONNECT"),
+        Err(_) => return tracing::debug!("no CONNECT in time"),
+    };
+    let identity = match authenticate(&context, &connect, peer_leaf.as_deref()).await {
+        Ok(identity) => identity,
+        Err(code) => {
+            let _ = refuse(&mut writer, code).await;
+            return;
+        }
+    };
+    let session = Session::start(identity, &connect, context.clone());
+    if let Err(error) = session.run(reader, writer, cancel).await {
+        tracing::debug!(error = %error, "mqtt connection ended");
+    }
+}
+
+async fn refuse<S: AsyncRead + AsyncWrite>(
+    writer: &mut PacketWriter<S>,
+    return_code: ConnectReturnCode,
+) -> Result<(), ConnectionError> {
+    writer
+        .send(&Packet::ConnAck(ConnAck {
+            session_present: false,
+            return_code,
+        }))
+        .await?;
+    writer.writer.shutdown().await?;
+    Ok(())
+}
+
+/// Authenticates a CONNECT (wire contract §2.2): client id `<device>` or `<device>/<module>`,
+/// username `<host>/<client id>/?api-version=…` selecting the hub, password a SAS token, or no
+/// password and a TLS client certificate.
+async fn authenticate(
+    context: &MqttContext,
+    connect: &Connect,
+    peer_leaf: Option<&[u8]>,
+) -> Result<DeviceIdentity, ConnectReturnCode> {
+    let (device, module) = match connect.client_id.split_once('/') {
+        Some((device, module)) => (device, Some(module)),
+        None => (connect.client_id.as_str(), None),
+    };
+    let device = DeviceId::new(device).map_err(|_| ConnectReturnCode::IdentifierRejected)?;
+    let module = module
+        .map(ModuleId::new)
+        .transpose()
+        .map_err(|_| ConnectReturnCode::IdentifierRejected)?;
+    let username = connect
+        .username
+        .as_deref()
+        .ok_or(ConnectReturnCode::BadUserNameOrPassword)?;
+    let (host, rest) = username
+        .split_once('/')
+        .ok_or(ConnectReturnCode::BadUserNameOrPassword)?;
+    if !rest.starts_with(&format!("{}/", connect.client_id)) {
+        return Err(ConnectReturnCode::BadUserNameOrPassword);
+    }
+    let hub = context
+        .outpost
+        .hubs
+        .by_host(host)
+        .ok_or(ConnectReturnCode::NotAuthorized)?;
+    let password = match &connect.password {
+        Some(password) => {
+            Some(std::str::from_utf8(password).map_err(|_| ConnectReturnCode::BadUserNameOrPassword)?)
+        }
+        None => None,
+    };
+    let credential = match (password, peer_leaf) {
+        (Some(token), _) => DeviceCredential::Sas(token),
+        (None, Some(leaf)) => DeviceCredential::X509(leaf),
+        (None, None) => return Err(ConnectReturnCode::NotAuthorized),
+    };
+    let registry = &context.outpost.registry;
+    match registry
+        .authenticate_device(hub, &device, module.as_ref(), credential)
+        .await
+    {
+        Ok(identity) => Ok(identity),
+        Err(CoreError::Unauthorized(reason)) => {
+            tracing::info!(device = %device, reason = reason.describe(), "mqtt connection refused");
+            Err(ConnectReturnCode::NotAuthorized)
+        }
+        Err(error) => {
+            tracing::warn!(device = %device, error = %error, "mqtt authentication failed");
+            Err(ConnectReturnCode::ServerUnavailable)
+        }
+    }
+}
+
+/// The state of one authenticated connection.
+struct Session {
+    identity: DeviceIdentity,
+    context: Arc<MqttContext>,
+    key: SessionKey,
+    clean_session: bool,
+    keep_alive: Option<Duration>,
+    subscriptions: Vec<(String, QoS)>,
+    session_present: bool,
+    /// Telemetry waiting for the batch in flight: (packet id to acknowledge, message).
+    queued: Vec<(Option<PacketId>, OutgoingMessage)>,
+    /// The batch being made durable, with the packet ids to acknowledge after it.
+    in_flight: Option<(Append, Vec<Option<PacketId>>)>,
+}
+
+impl Session {
+    fn start(identity: DeviceIdentity, connect: &Connect, context: Arc<MqttContext>) -> Self {
+        let key = SessionKey {
+            hub: identity.hub.name.clone(),
+            client_id: connect.client_id.clone(),
+        };
+        let restored = context.sessions.restore(&key, connect.clean_session);
+        let session_present = restored.is_some();
+        // MQTT 3.1.1 §3.1.2.10: the server disconnects after 1.5 × keep-alive without a packet.
+        let keep_alive =
+            (connect.keep_alive > 0).then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
+        Self {
+            identity,
+            context,
+            key,
+            clean_session: connect.clean_session,
+            keep_alive,
+            subscriptions: restored.map(|stored| stored.subscriptions).unwrap_or_default(),
+            session_present,
+            queued: Vec::new(),
+            in_flight: None,
+        }
+    }
+
+    fn save_session(&self) {
+        if !self.clean_session {
+            self.context.sessions.save(&self.key, &self.subscriptions);
+        }
+    }
+
+    fn owner(&self) -> TopicOwner<'_> {
+        TopicOwner {
+            device: self.identity.device_id.as_str(),
+            module: self.identity.module_id.as_ref().map(ModuleId::as_str),
+        }
+    }
+
+    fn subscribed(&self, topic: &str) -> bool {
+        self.subscriptions
+            .iter()
+            .any(|(filter, _)| crate::codec::topic_matches(filter, topic))
+    }
+
+    async fn run<S: AsyncRead + AsyncWrite + Send>(
+        mut self,
+        mut reader: PacketReader<S>,
+        mut writer: PacketWriter<S>,
+        cancel: CancellationToken,
+    ) -> Result<(), ConnectionError> {
+        let presence = self.context.outpost.registry.presence().clone();
+        let mut registration = presence.connect(self.identity.key(), Timestamp::now());
+        let connack = ConnAck {
+            session_present: self.session_present,
+            return_code: ConnectReturnCode::Accepted,
+        };
+        let outcome = async {
+            writer.send(&Packet::ConnAck(connack)).await?;
+            tracing::debug!(device = %self.identity.device_id, "mqtt device connected");
+            let mut deadline = self.keep_alive.map(|keep_alive| Instant::now() + keep_alive);
+            loop {
+                let can_read = self.queued.len() < self.context.limits.max_pending_messages;
+                tokio::select! {
+                    packet = reader.next(), if can_read => {
+                        let Some(packet) = packet? else { return Ok(()) };
+                        deadline = self.keep_alive.map(|keep_alive| Instant::now() + keep_alive);
+                        if !self.on_packet(packet, &mut writer).await? {
+                            return Ok(());
+                        }
+                    }
+                    appended = poll_in_flight(&mut self.in_flight) => {
+                        self.acknowledge(appended, &mut writer).await?;
+                    }
+                    command = registration.commands.recv() => match command {
+                        Some(DeviceCommand::DesiredPatch(patch)) => self.push_desired(patch, &mut writer).await?,
+                        Some(DeviceCommand::TakenOver) | None => {
+                            tracing::info!(device = %self.identity.device_id, "another connection of this identity took over");
+                            return Ok(());
+                        }
+                    },
+                    () = sleep_until(deadline) => {
+                        tracing::info!(device = %self.identity.device_id, "keep-alive expired");
+                        return Ok(());
+                    }
+                    () = cancel.cancelled() => return Ok(()),
+                }
+                self.start_batch();
+            }
+        }
+        .await;
+        // Acknowledged telemetry is durable; what is still in flight is finished before leaving,
+        // so nothing accepted from the socket is silently dropped.
+        let _ = self.flush(&mut writer).await;
+        presence.disconnect(&registration.key, registration.connection);
+        outcome
+    }
+
+    /// Handles one packet; returns `false` when the client disconnected cleanly.
+    async fn on_packet<S: AsyncRead + AsyncWrite>(
+        &mut self,
+        packet: Packet,
+        writer: &mut PacketWriter<S>,
+    ) -> Result<bool, ConnectionError> {
+        match packet {
+            Packet::Publish(publish) => self.on_publish(publish, writer).await?,
+            Packet::Subscribe(subscribe) => {
+                let return_codes = subscribe
+                    .filters
+                    .iter()
+                    .map(|(filter, qos)| {
+                        if !subscription_allowed(filter, self.owner()) {
+                            tracing::info!(device = %self.identity.device_id, filter, "refused a subscription");
+                            return SubAckReturnCode::Failure;
+                        }
+                        // IoT Hub does not support QoS 2 (wire contract §2): grant at most 1.
+                        let granted = (*qos).min(QoS::AtLeastOnce);
+                        self.subscriptions.retain(|(existing, _)| existing != filter);
+                        self.subscriptions.push((filter.clone(), granted));
+                        SubAckReturnCode::Success(granted)
+                    })
+                    .collect();
+                self.save_session();
+                writer
+                    .send(&Packet::SubAck(SubAck {
+                        packet_id: subscribe.packet_id,
+                        return_codes,
+                    }))
+                    .await?;
+            }
+            Packet::Unsubscribe(unsubscribe) => {
+                self.subscriptions
+                    .retain(|(filter, _)| !unsubscribe.filters.contains(filter));
+                self.save_session();
+                writer.send(&Packet::UnsubAck(unsubscribe.packet_id)).await?;
+            }
+            Packet::PingReq => writer.send(&Packet::PingResp).await?,
+            Packet::PubAck(_) => {}
+            Packet::Disconnect => return Ok(false),
+            other => {
+                return Err(ConnectionError::Protocol(format!(
+                    "unexpected {:?} from a client",
+                    other.packet_type()
+                )));
+            }
+        }
+        Ok(true)
+    }
+
+    async fn on_publish<S: AsyncRead + AsyncWrite>(
+        &mut self,
+        publish: Publish,
+        writer: &mut PacketWriter<S>,
+    ) -> Result<(), ConnectionError> {
+        if publish.qos == QoS::ExactlyOnce {
+            return Err(ConnectionError::Protocol("IoT Hub does not support QoS 2".into()));
+        }
+        let kind = classify_publish(&publish.topic, self.owner()).map_err(|error| {
+            tracing::info!(device = %self.identity.device_id, error = %error, "closing a connection");
+            ConnectionError::Protocol(error.to_string())
+        })?;
+        if let DevicePublish::Telemetry {
+            properties,
+            application_properties,
+        } = kind
+        {
+            let message = OutgoingMessage {
+                properties: *properties,
+                application_properties,
+                body: publish.payload,
+            };
+            self.queued.push((publish.packet_id, message));
+            return Ok(());
+        }
+        // Requests are answered after the telemetry before them, so PUBACKs stay in order.
+        self.flush(writer).await?;
+        if let Some(packet_id) = publish.packet_id {
+            writer.send(&Packet::PubAck(packet_id)).await?;
+        }
+        match kind {
+            DevicePublish::TwinGet { rid } => {
+                let registry = &self.context.outpost.registry;
+                match registry.device_side_twin(&self.identity).await {
+                    Ok(twin) => twin_response(writer, 200, &rid, None, twin.to_string().into_bytes()).await?,
+                    Err(error) => twin_error(writer, &rid, &error).await?,
+                }
+            }
+            DevicePublish::TwinPatchReported { rid } => {
+                let patch = serde_json::from_slice::<Value>(&publish.payload);
+                let outcome = match patch {
+                    Ok(Value::Object(patch)) => {
+                        self.context
+                            .outpost
+                            .registry
+                            .patch_reported(&self.identity, &patch)
+                            .await
+                    }
+                    _ => Err(CoreError::InvalidArgument(
+                        "the reported patch must be a JSON object".into(),
+                    )),
+                };
+                match outcome {
+                    Ok(version) => twin_response(writer, 204, &rid, Some(version), Vec::new()).await?,
+                    Err(error) => twin_error(writer, &rid, &error).await?,
+                }
+            }
+            DevicePublish::MethodResponse { .. } => {
+                // TODO(#3): direct methods; answers to unknown requests are ignored as Azure does.
+            }
+            DevicePublish::Telemetry { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Starts making the queued telemetry durable, unless a batch is in flight already.
+    fn start_batch(&mut self) {
+        if self.in_flight.is_some() || self.queued.is_empty() {
+            return;
+        }
+        let (packet_ids, messages): (Vec<_>, Vec<_>) = std::mem::take(&mut self.queued).into_iter().unzip();
+        let telemetry = self.context.outpost.telemetry.clone();
+        let identity = self.identity.clone();
+        let append: Append = Box::pin(async move { telemetry.send(&identity, messages).await });
+        self.in_flight = Some((append, packet_ids));
+    }
+
+    async fn acknowledge<S: AsyncRead + AsyncWrite>(
+        &mut self,
+        appended: (Result<Vec<AppendedEvent>, CoreError>, Vec<Option<PacketId>>),
+        writer: &mut PacketWriter<S>,
+    ) -> Result<(), ConnectionError> {
+        let (result, packet_ids) = appended;
+        if let Err(error) = result {
+            // Never acknowledge what is not durable: the device will resend after reconnecting.
+            tracing::warn!(device = %self.identity.device_id, error = %error, "telemetry not stored; closing");
+            return Err(ConnectionError::Protocol("telemetry could not be stored".into()));
+        }
+        for packet_id in packet_ids.into_iter().flatten() {
+            writer.send(&Packet::PubAck(packet_id)).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every queued and in-flight message is durable and acknowledged.
+    async fn flush<S: AsyncRead + AsyncWrite>(
+        &mut self,
+        writer: &mut PacketWriter<S>,
+    ) -> Result<(), ConnectionError> {
+        loop {
+            self.start_batch();
+            let Some((append, packet_ids)) = self.in_flight.take() else {
+                return Ok(());
+            };
+            let result = append.await;
+            self.acknowledge((result, packet_ids), writer).await?;
+        }
+    }
+
+    async fn push_desired<S: AsyncRead + AsyncWrite>(
+        &mut self,
+        patch: Value,
+        writer: &mut PacketWriter<S>,
+    ) -> Result<(), ConnectionError> {
+        let version = patch.get("$version").and_then(Value::as_u64).unwrap_or_default();
+        let topic = format!("$iothub/twin/PATCH/properties/desired/?$version={version}");
+        if self.subscribed(&topic) {
+            writer.publish(topic, patch.to_string().into_bytes()).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Resolves when the batch in flight is durable; pending forever when there is none.
+async fn poll_in_flight(
+    in_flight: &mut Option<(Append, Vec<Option<PacketId>>)>,
+) -> (Result<Vec<AppendedEvent>, CoreError>, Vec<Option<PacketId>>) {
+    match in_flight {
+        Some((append, _)) => {
+            let result = append.await;
+            let (_, packet_ids) = in_flight.take().expect("the batch is in flight");
+            (result, packet_ids)
+        }
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn twin_response<S: AsyncRead + AsyncWrite>(
+    writer: &mut PacketWriter<S>,
+    status: u16,
+    rid: &str,
+    version: Option<u64>,
+    body: Vec<u8>,
+) -> Result<(), ConnectionError> {
+    let topic = match version {
+        Some(version) => format!("$iothub/twin/res/{status}/?$rid={rid}&$version={version}"),
+        None => format!("$iothub/twin/res/{status}/?$rid={rid}"),
+    };
+    writer.publish(topic, body).await
+}
+
+/// Answers a twin request with an error. The Node SDK looks only at `errorCode` in the body
+/// (wire contract §2.6), so the body carries it along with the status in the topic.
+async fn twin_error<S: AsyncRead + AsyncWrite>(
+    writer: &mut PacketWriter<S>,
+    rid: &str,
+    error: &CoreError,
+) -> Result<(), ConnectionError> {
+    let code = error.code();
+    let body = json!({
+        "errorCode": code.numeric(),
+        "trackingId": uuid::Uuid::new_v4().simple().to_string(),
+        "message": error.to_string(),
+        "timestampUtc": Timestamp::now().to_string(),
+    });
+    twin_response(
+        writer,
+        code.http_status(),
+        rid,
+        None,
+        body.to_string().into_bytes(),
+    )
+    .await
+}
