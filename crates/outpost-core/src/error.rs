@@ -125,6 +125,12 @@ pub enum CoreError {
     /// The store failed.
     #[error("storage")]
     Store(#[from] StoreError),
+    /// The device is not connected, or not listening for direct methods.
+    #[error("device '{0}' is not online")]
+    DeviceNotOnline(DeviceId),
+    /// The device did not answer a direct method in time.
+    #[error("the device did not answer method '{0}' in time")]
+    MethodTimeout(String),
     /// A message is larger than the hub accepts.
     #[error("the message is {0} bytes; the limit is 262144")]
     MessageTooLarge(usize),
@@ -149,6 +155,8 @@ impl HasErrorCode for CoreError {
             Self::Model(error) => error.code(),
             Self::Store(error) => error.code(),
             Self::MessageTooLarge(_) => ErrorCode::MessageTooLarge,
+            Self::DeviceNotOnline(_) => ErrorCode::DeviceNotOnline,
+            Self::MethodTimeout(_) => ErrorCode::GatewayTimeout,
             Self::Contention => ErrorCode::ServiceUnavailable,
         }
     }

@@ -10,6 +10,7 @@
 //! * [`access`]: SAS authentication of service callers and the permission rules.
 //! * [`registry`], [`twins`], [`bulk`]: device, module and twin use cases.
 //! * [`devices`]: device connections: authentication and telemetry into the event log.
+//! * [`methods`]: direct methods invoked on connected identities.
 //! * [`presence`]: connected identities and the commands pushed to them.
 //! * [`metrics`]: Prometheus counters and the timed store decorator.
 //! * [`error`]: [`CoreError`] (classified into `ErrorCode`) and [`StoreError`].
@@ -20,6 +21,7 @@ pub mod bulk;
 pub mod devices;
 pub mod error;
 pub mod hubs;
+pub mod methods;
 pub mod metrics;
 pub mod ports;
 pub mod presence;
@@ -35,13 +37,14 @@ pub use bulk::{BulkItem, BulkOutcome};
 pub use devices::{DeviceAuthMethod, DeviceCredential, DeviceIdentity, OutgoingMessage, Telemetry};
 pub use error::{AuthFailure, CoreError, StoreError};
 pub use hubs::Hubs;
+pub use methods::{MethodCall, MethodResult};
 pub use metrics::Metrics;
 pub use outpost_model::{ErrorCode, HasErrorCode};
 pub use ports::{
     AppendedEvent, Clock, DeviceCounts, DeviceRecord, EventLog, Expected, HubStore, LogPosition,
     ModuleRecord, PartitionInfo, RegistryStore, Retention, Revision, Stored, StoredEvent, SystemClock,
 };
-pub use presence::{DeviceCommand, IdentityKey, Presence, Registration};
+pub use presence::{DeviceCommand, IdentityKey, MethodOutcome, Presence, Registration};
 pub use registry::{DeviceSpec, ModuleSpec, Registry};
 pub use twins::TwinWrite;
 

@@ -9,15 +9,38 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use outpost_model::{DeviceId, HubName, ModuleId, Timestamp};
 use parking_lot::Mutex;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Commands a connection carries out for the hub.
 #[derive(Debug)]
 pub enum DeviceCommand {
     /// Deliver a desired-properties patch (with `$version`).
     DesiredPatch(Value),
+    /// Invoke a direct method and answer on `respond`.
+    InvokeMethod {
+        /// The method name.
+        name: String,
+        /// The JSON payload.
+        payload: Value,
+        /// Where the device's answer goes.
+        respond: oneshot::Sender<MethodOutcome>,
+    },
     /// Another connection of the same identity took over: close this one.
     TakenOver,
+}
+
+/// What became of a direct method call at the connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MethodOutcome {
+    /// The device answered.
+    Answered {
+        /// The status the device returned.
+        status: i32,
+        /// The payload the device returned (JSON; `null` when empty).
+        payload: Value,
+    },
+    /// The connection does not subscribe to direct methods.
+    NotListening,
 }
 
 /// Key of a connected identity.

@@ -69,6 +69,7 @@ fn api_family(route: Option<&str>) -> &'static str {
         Some("/devices") => "devices",
         Some(route) if route.starts_with("/devices/{id}/modules") => "modules",
         Some(route) if route.starts_with("/devices/") => "device",
+        Some(route) if route.ends_with("/methods") => "methods",
         Some(route) if route.starts_with("/twins/") => "twins",
         Some(route) if route.starts_with("/statistics/") => "statistics",
         _ => "unknown",

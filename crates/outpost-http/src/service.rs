@@ -4,9 +4,9 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use outpost_core::{BulkItem, DeviceSpec, ModuleSpec, TwinWrite};
+use outpost_core::{BulkItem, DeviceSpec, MethodCall, ModuleSpec, TwinWrite};
 use outpost_model::{DeviceId, Etag, ModuleId, TwinUpdate};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -37,6 +37,8 @@ pub fn routes() -> Router<ServiceState> {
                 .put(replace_module_twin)
                 .patch(patch_module_twin),
         )
+        .route("/twins/{id}/methods", post(invoke_method))
+        .route("/twins/{id}/modules/{mid}/methods", post(invoke_module_method))
         .route("/statistics/devices", get(device_statistics))
         .route("/statistics/service", get(service_statistics))
 }
@@ -312,6 +314,35 @@ async fn replace_module_twin(
     AzureJson(body): AzureJson<Value>,
 ) -> Result<Response, ApiError> {
     write_module_twin(&state, &caller, &path, &headers, &body, TwinWrite::Replace).await
+}
+
+async fn invoke_method(
+    State(state): State<ServiceState>,
+    ServiceCaller(caller): ServiceCaller,
+    Path(path): Path<DevicePath>,
+    AzureJson(call): AzureJson<MethodCall>,
+) -> Result<Response, ApiError> {
+    let result = state
+        .outpost
+        .registry
+        .invoke_method(&caller, &path.device()?, None, call)
+        .await?;
+    Ok(Json(result).into_response())
+}
+
+async fn invoke_module_method(
+    State(state): State<ServiceState>,
+    ServiceCaller(caller): ServiceCaller,
+    Path(path): Path<ModulePath>,
+    AzureJson(call): AzureJson<MethodCall>,
+) -> Result<Response, ApiError> {
+    let (device, module) = path.ids()?;
+    let result = state
+        .outpost
+        .registry
+        .invoke_method(&caller, &device, Some(&module), call)
+        .await?;
+    Ok(Json(result).into_response())
 }
 
 async fn device_statistics(

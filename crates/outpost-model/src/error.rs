@@ -29,6 +29,8 @@ pub enum ErrorCode {
     DeviceNotFound,
     /// The module does not exist.
     ModuleNotFound,
+    /// The device is not connected (or not listening for direct methods).
+    DeviceNotOnline,
     /// A device with this id exists already.
     DeviceAlreadyExists,
     /// A module with this id exists already on the device.
@@ -65,6 +67,7 @@ impl ErrorCode {
             Self::IotHubQuotaExceeded => "IotHubQuotaExceeded",
             Self::DeviceNotFound => "DeviceNotFound",
             Self::ModuleNotFound => "ModuleNotFound",
+            Self::DeviceNotOnline => "DeviceNotOnline",
             Self::DeviceAlreadyExists => "DeviceAlreadyExists",
             Self::ModuleAlreadyExistsOnDevice => "ModuleAlreadyExistsOnDevice",
             Self::PreconditionFailed => "PreconditionFailed",
@@ -94,6 +97,7 @@ impl ErrorCode {
             Self::IotHubQuotaExceeded => 403_002,
             Self::DeviceNotFound => 404_001,
             Self::ModuleNotFound => 404_010,
+            Self::DeviceNotOnline => 404_103,
             Self::DeviceAlreadyExists => 409_001,
             Self::ModuleAlreadyExistsOnDevice => 409_301,
             Self::PreconditionFailed => 412_001,

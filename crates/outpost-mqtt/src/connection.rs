@@ -3,6 +3,7 @@
 //! property changes. Telemetry is pipelined: while one batch is being made durable the next one
 //! accumulates, and PUBACKs go out in order once their batch is on disk (MQTT 3.1.1 §4.6).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,12 +11,13 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use outpost_core::{
-    AppendedEvent, CoreError, DeviceCommand, DeviceCredential, DeviceIdentity, HasErrorCode, OutgoingMessage,
-    Outpost,
+    AppendedEvent, CoreError, DeviceCommand, DeviceCredential, DeviceIdentity, HasErrorCode, MethodOutcome,
+    OutgoingMessage, Outpost,
 };
 use outpost_model::{DeviceId, ModuleId, Timestamp};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -248,6 +250,10 @@ struct Session {
     keep_alive: Option<Duration>,
     subscriptions: Vec<(String, QoS)>,
     session_present: bool,
+    /// Direct method calls sent to the device, by request id.
+    pending_methods: HashMap<String, oneshot::Sender<MethodOutcome>>,
+    /// The next direct-method request id (sent as hex, as IoT Hub does).
+    next_request_id: u64,
     /// Telemetry waiting for the batch in flight: (packet id to acknowledge, message).
     queued: Vec<(Option<PacketId>, OutgoingMessage)>,
     /// The batch being made durable, with the packet ids to acknowledge after it.
@@ -273,6 +279,8 @@ impl Session {
             keep_alive,
             subscriptions: restored.map(|stored| stored.subscriptions).unwrap_or_default(),
             session_present,
+            pending_methods: HashMap::new(),
+            next_request_id: 1,
             queued: Vec::new(),
             in_flight: None,
         }
@@ -328,6 +336,9 @@ impl Session {
                     }
                     command = registration.commands.recv() => match command {
                         Some(DeviceCommand::DesiredPatch(patch)) => self.push_desired(patch, &mut writer).await?,
+                        Some(DeviceCommand::InvokeMethod { name, payload, respond }) => {
+                            self.invoke_method(name, payload, respond, &mut writer).await?;
+                        }
                         Some(DeviceCommand::TakenOver) | None => {
                             tracing::info!(device = %self.identity.device_id, "another connection of this identity took over");
                             return Ok(());
@@ -458,8 +469,18 @@ impl Session {
                     Err(error) => twin_error(writer, &rid, &error).await?,
                 }
             }
-            DevicePublish::MethodResponse { .. } => {
-                // TODO(#3): direct methods; answers to unknown requests are ignored as Azure does.
+            DevicePublish::MethodResponse { status, rid } => {
+                // Answers to unknown or timed-out requests are dropped, as IoT Hub does.
+                if let Some(respond) = self.pending_methods.remove(&rid) {
+                    let payload = if publish.payload.is_empty() {
+                        Value::Null
+                    } else {
+                        serde_json::from_slice(&publish.payload).unwrap_or_else(|_| {
+                            Value::String(String::from_utf8_lossy(&publish.payload).into_owned())
+                        })
+                    };
+                    let _ = respond.send(MethodOutcome::Answered { status, payload });
+                }
             }
             DevicePublish::Telemetry { .. } => {}
         }
@@ -508,6 +529,28 @@ impl Session {
             let result = append.await;
             self.acknowledge((result, packet_ids), writer).await?;
         }
+    }
+
+    /// Sends a direct method request (wire contract §2.7); answers `NotListening` at once when the
+    /// device has not subscribed to methods.
+    async fn invoke_method<S: AsyncRead + AsyncWrite>(
+        &mut self,
+        name: String,
+        payload: Value,
+        respond: oneshot::Sender<MethodOutcome>,
+        writer: &mut PacketWriter<S>,
+    ) -> Result<(), ConnectionError> {
+        let rid = format!("{:x}", self.next_request_id);
+        self.next_request_id += 1;
+        let topic = format!("$iothub/methods/POST/{name}/?$rid={rid}");
+        if !self.subscribed(&topic) {
+            let _ = respond.send(MethodOutcome::NotListening);
+            return Ok(());
+        }
+        // Calls whose caller gave up are forgotten before they pile up.
+        self.pending_methods.retain(|_, respond| !respond.is_closed());
+        self.pending_methods.insert(rid, respond);
+        writer.publish(topic, payload.to_string().into_bytes()).await
     }
 
     async fn push_desired<S: AsyncRead + AsyncWrite>(

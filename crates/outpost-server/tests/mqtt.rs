@@ -518,3 +518,79 @@ async fn keep_alive_is_enforced_at_one_and_a_half_times() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn direct_methods_reach_the_device_and_time_out_as_azure_does() {
+    use outpost_core::{CoreError, MethodCall};
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let key = create_device(&server, "dev1").await;
+    let hub = server.outpost.hubs.by_host("localhost").unwrap();
+    let caller = Caller::operator(hub);
+    let device = DeviceId::new("dev1").unwrap();
+    let call = |response: u64, connect: u64| MethodCall {
+        method_name: "reboot".into(),
+        payload: json!({"delay": 5}),
+        response_timeout_in_seconds: Some(response),
+        connect_timeout_in_seconds: Some(connect),
+    };
+    let offline = server
+        .outpost
+        .registry
+        .invoke_method(&caller, &device, None, call(5, 0))
+        .await;
+    assert!(
+        matches!(offline, Err(CoreError::DeviceNotOnline(_))),
+        "{offline:?}"
+    );
+
+    // A call made before the device connects waits up to its connect timeout.
+    let registry = server.outpost.registry.clone();
+    let (caller2, device2) = (caller.clone(), device.clone());
+    let pending = tokio::spawn(async move {
+        registry
+            .invoke_method(&caller2, &device2, None, call(10, 10))
+            .await
+    });
+    let (mut client, _) =
+        Client::connect(&server, "dev1", Some(device_token("dev1", &key, 3600)), true).await;
+    client.subscribe("$iothub/methods/POST/#").await;
+    let request = client.next_publish().await;
+    let (path, rid) = request.topic.split_once("/?$rid=").unwrap();
+    assert_eq!(path, "$iothub/methods/POST/reboot");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&request.payload).unwrap(),
+        json!({"delay": 5})
+    );
+    client
+        .publish(
+            &format!("$iothub/methods/res/201/?$rid={rid}"),
+            7,
+            br#"{"rebooting": true}"#,
+        )
+        .await;
+    let result = pending.await.unwrap().unwrap();
+    assert_eq!((result.status, result.payload), (201, json!({"rebooting": true})));
+
+    // No answer within the response timeout: 504.
+    let registry = server.outpost.registry.clone();
+    let (caller3, device3) = (caller.clone(), device.clone());
+    let unanswered =
+        tokio::spawn(async move { registry.invoke_method(&caller3, &device3, None, call(1, 0)).await });
+    let _ignored = client.next_publish().await;
+    let outcome = unanswered.await.unwrap();
+    assert!(matches!(outcome, Err(CoreError::MethodTimeout(_))), "{outcome:?}");
+
+    // Connected but not subscribed to methods: not online.
+    let (_other, _) = Client::connect(&server, "dev1", Some(device_token("dev1", &key, 3600)), true).await;
+    let not_listening = server
+        .outpost
+        .registry
+        .invoke_method(&caller, &device, None, call(5, 0))
+        .await;
+    assert!(
+        matches!(not_listening, Err(CoreError::DeviceNotOnline(_))),
+        "{not_listening:?}"
+    );
+    server.shutdown().await;
+}
