@@ -17,7 +17,17 @@ import pytest
 from azure.iot.device import Message
 from azure.iot.hub.models import Twin, TwinProperties
 
-from device_support import Clients, connect, create_sas_device, device_events, note, wait_until, within
+from device_support import (
+    Clients,
+    RawMqtt,
+    connect,
+    create_sas_device,
+    device_events,
+    mqtt_username,
+    note,
+    wait_until,
+    within,
+)
 from outpost_harness import OutpostServer, ca_bundle
 from sdk_support import registry_for, user_props
 
@@ -31,6 +41,7 @@ class AfterRestart:
     patches: queue.Queue
     sigterm_exit_code: int | None
     reconnected: bool
+    raw_device: object  # a raw paho persistent session made before the restart
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +60,14 @@ def after_restart(tmp_path_factory):
             within(20, setattr, client, "on_twin_desired_properties_patch_received", patches.put)
             within(20, client.get_twin)  # subscribes to $iothub/twin/res/#
             within(20, client.send_message, Message("before-restart", message_id="before"))
+            raw_device = create_sas_device(registry, "restart-raw")
+            raw = RawMqtt(server.ca_path, raw_device.device_id, mqtt_username(raw_device.device_id),
+                          raw_device.token(), clean_session=False)
+            try:
+                assert raw.connect() == 0
+                assert raw.subscribe("$iothub/twin/PATCH/properties/desired/#", qos=1) == [1]
+            finally:
+                raw.close()
 
             exit_code = server.stop()
             note(f"server stopped with exit code {exit_code}; client.connected={client.connected}")
@@ -56,7 +75,7 @@ def after_restart(tmp_path_factory):
             server.start()
             reconnected = wait_until(lambda: client.connected, 30, interval=0.2)
             note(f"server restarted; client reconnected={reconnected}")
-            yield AfterRestart(server, registry, client, device, patches, exit_code, reconnected)
+            yield AfterRestart(server, registry, client, device, patches, exit_code, reconnected, raw_device)
     finally:
         if clients is not None:
             clients.shutdown_all()
@@ -104,3 +123,21 @@ def test_desired_notifications_arrive_after_the_restart(after_restart):
         if patch.get("$version") == version:
             return
     raise AssertionError(f"no desired patch with $version {version} after the restart; handler got {got}")
+
+
+def test_a_persistent_session_survives_the_restart(after_restart):
+    """Wire-level view of the test above: CONNECT with clean session 0 after the restart must resume
+    the session (CONNACK session present 1) and its desired-properties subscription must deliver."""
+    device = after_restart.raw_device
+    raw = RawMqtt(after_restart.server.ca_path, device.device_id, mqtt_username(device.device_id),
+                  device.token(), clean_session=False)
+    try:
+        assert raw.connect() == 0
+        version = after_restart.registry.update_twin(
+            device.device_id, Twin(properties=TwinProperties(desired={"resumed": True}))).properties.desired["$version"]
+        got = raw.wait_message(lambda topic, payload: topic.startswith("$iothub/twin/PATCH/properties/desired/"), 5)
+        note(f"after the restart: CONNACK session present={raw.session_present}, desired notification={got!r}")
+        assert raw.session_present is True, "CONNACK session present is 0: the session was lost in the restart"
+        assert got is not None, f"no desired notification ($version {version}) on the resumed session"
+    finally:
+        raw.close()

@@ -151,6 +151,25 @@ def _desired_notification(raw: RawMqtt, version: int, timeout: float = 10):
     )
 
 
+def test_a_device_and_its_modules_are_separate_connections(hub, registry, clients, device):
+    """Takeover is per client id: `dev`, `dev/m1` and `dev/m2` may all be connected at once."""
+    from device_support import create_sas_module
+
+    m1 = create_sas_module(registry, device.device_id, "m1")
+    m2 = create_sas_module(registry, device.device_id, "m2")
+    made = [clients.device(device.connection_string), clients.module(m1.connection_string),
+            clients.module(m2.connection_string)]
+    for client in made:
+        connect(client)
+    for client, text in zip(made, ["from-device", "from-m1", "from-m2"]):
+        _send(client, text)
+    assert all(client.connected for client in made), [client.connected for client in made]
+    events = device_events(hub.server, device.device_id, expect=3)
+    assert sorted((e["module"], e["payload"]) for e in events) == [
+        ("", "from-device"), ("m1", "from-m1"), ("m2", "from-m2"),
+    ]
+
+
 def test_a_persistent_session_keeps_its_subscriptions_across_a_reconnect(hub, registry, device):
     username = mqtt_username(device.device_id)
     first = RawMqtt(hub.server.ca_path, device.device_id, username, device.token(), clean_session=False)

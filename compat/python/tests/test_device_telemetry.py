@@ -254,6 +254,27 @@ def test_publishing_on_another_devices_topic_is_refused(hub, registry, device):
     assert closed, "the server kept the connection open after a publish on another device's topic"
 
 
+@pytest.mark.parametrize("who", ["device-on-module-topic", "module-on-device-topic"])
+def test_a_device_and_its_module_cannot_publish_on_each_others_topics(hub, registry, device, who):
+    module = create_sas_module(registry, device.device_id, f"cross-{who[:6]}")
+    if who == "device-on-module-topic":
+        raw = RawMqtt(hub.server.ca_path, device.device_id, mqtt_username(device.device_id), device.token())
+        topic = f"devices/{device.device_id}/modules/{module.module_id}/messages/events/"
+    else:
+        raw = RawMqtt(hub.server.ca_path, module.client_id, mqtt_username(device.device_id, module.module_id),
+                      module.token())
+        topic = f"devices/{device.device_id}/messages/events/"
+    try:
+        assert raw.connect() == 0
+        acked = raw.publish(topic, b"crossed", timeout=5)
+        closed = raw.disconnected.wait(5)
+    finally:
+        raw.close()
+    assert device_events(hub.server, device.device_id, expect=1, timeout=1) == [], "the crossed publish was stored"
+    assert not acked, "the server PUBACKed a publish on another identity's topic"
+    assert closed, "the server kept the connection open"
+
+
 def test_monitor_events_cli_prints_the_same_events_as_the_operator_api(hub, clients, device):
     client = clients.device(device.connection_string)
     connect(client)

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use outpost_auth::{KeyEncoding, Rights, SasToken, resource_in_scope};
 use outpost_model::{
     Annotations, AuthenticationType, DeviceId, DeviceStatus, Hub, MAX_MESSAGE_BYTES, Message, ModuleId,
-    SystemProperties, Twin, partition_for,
+    SystemProperties, Timestamp, Twin, partition_for,
 };
 
 use serde_json::{Map, Value, json};
@@ -50,6 +50,8 @@ pub struct DeviceIdentity {
     pub generation_id: String,
     /// How it authenticated.
     pub auth_method: DeviceAuthMethod,
+    /// When the presented SAS token expires (the connection must then renew or close).
+    pub credential_expiry: Option<Timestamp>,
 }
 
 impl DeviceIdentity {
@@ -131,6 +133,7 @@ impl Registry {
             Some(module) => format!("{}/devices/{device_id}/modules/{module}", hub.host_name),
             None => format!("{}/devices/{device_id}", hub.host_name),
         };
+        let mut credential_expiry = None;
         let auth_method = match credential {
             DeviceCredential::Sas(text) => {
                 let token = SasToken::parse(text).map_err(|_| unauthorized(AuthFailure::Malformed))?;
@@ -181,6 +184,9 @@ impl Registry {
                 if !verified {
                     return Err(unauthorized(failure));
                 }
+                credential_expiry = Some(Timestamp::from_unix_seconds(
+                    i64::try_from(token.expiry()).unwrap_or(i64::MAX),
+                ));
                 method
             }
             DeviceCredential::X509(leaf) => {
@@ -202,6 +208,7 @@ impl Registry {
             module_id: module_id.cloned(),
             generation_id,
             auth_method,
+            credential_expiry,
         })
     }
 }

@@ -131,6 +131,12 @@ pub enum CoreError {
     /// The device did not answer a direct method in time.
     #[error("the device did not answer method '{0}' in time")]
     MethodTimeout(String),
+    /// The device's cloud-to-device queue is full.
+    #[error("the cloud-to-device queue of device '{0}' is full")]
+    QueueFull(DeviceId),
+    /// A lock token is unknown or its lock lapsed.
+    #[error("the message lock is unknown or has lapsed")]
+    MessageLockLost,
     /// A message is larger than the hub accepts.
     #[error("the message is {0} bytes; the limit is 262144")]
     MessageTooLarge(usize),
@@ -156,6 +162,8 @@ impl HasErrorCode for CoreError {
             Self::Store(error) => error.code(),
             Self::MessageTooLarge(_) => ErrorCode::MessageTooLarge,
             Self::DeviceNotOnline(_) => ErrorCode::DeviceNotOnline,
+            Self::QueueFull(_) => ErrorCode::DeviceMaximumQueueDepthExceeded,
+            Self::MessageLockLost => ErrorCode::DeviceMessageLockLost,
             Self::MethodTimeout(_) => ErrorCode::GatewayTimeout,
             Self::Contention => ErrorCode::ServiceUnavailable,
         }

@@ -9,6 +9,7 @@
 //! * [`hubs`]: the hub directory, routing by host name.
 //! * [`access`]: SAS authentication of service callers and the permission rules.
 //! * [`registry`], [`twins`], [`bulk`]: device, module and twin use cases.
+//! * [`c2d`], [`cloud_to_device`]: cloud-to-device queue port, sending, delivery, feedback.
 //! * [`devices`]: device connections: authentication and telemetry into the event log.
 //! * [`methods`]: direct methods invoked on connected identities.
 //! * [`presence`]: connected identities and the commands pushed to them.
@@ -18,6 +19,8 @@
 
 pub mod access;
 pub mod bulk;
+pub mod c2d;
+pub mod cloud_to_device;
 pub mod devices;
 pub mod error;
 pub mod hubs;
@@ -34,6 +37,11 @@ use std::sync::Arc;
 
 pub use access::{Caller, Permission, Principal};
 pub use bulk::{BulkItem, BulkOutcome};
+pub use c2d::{
+    C2dLock, C2dMessage, C2dTarget, CloudToDeviceQueue, DeadReason, FeedbackAck, LockOutcome, QueueLimits,
+    QueuedMessage,
+};
+pub use cloud_to_device::{C2dSettings, CloudToDevice, FeedbackRecord, FeedbackStatus};
 pub use devices::{DeviceAuthMethod, DeviceCredential, DeviceIdentity, OutgoingMessage, Telemetry};
 pub use error::{AuthFailure, CoreError, StoreError};
 pub use hubs::Hubs;
@@ -42,7 +50,8 @@ pub use metrics::Metrics;
 pub use outpost_model::{ErrorCode, HasErrorCode};
 pub use ports::{
     AppendedEvent, Clock, DeviceCounts, DeviceRecord, EventLog, Expected, HubStore, LogPosition,
-    ModuleRecord, PartitionInfo, RegistryStore, Retention, Revision, Stored, StoredEvent, SystemClock,
+    ModuleRecord, PartitionInfo, RegistryStore, Retention, Revision, SessionStore, Stored, StoredEvent,
+    SystemClock,
 };
 pub use presence::{DeviceCommand, IdentityKey, MethodOutcome, Presence, Registration};
 pub use registry::{DeviceSpec, ModuleSpec, Registry};
@@ -57,6 +66,8 @@ pub struct Backends {
     pub registry: Arc<dyn RegistryStore>,
     /// The telemetry log.
     pub events: Arc<dyn EventLog>,
+    /// Cloud-to-device queues.
+    pub c2d: Arc<dyn CloudToDeviceQueue>,
     /// Wall-clock time.
     pub clock: Arc<dyn Clock>,
 }
@@ -78,6 +89,8 @@ pub struct Outpost {
     pub registry: Arc<Registry>,
     /// Device-to-cloud messages.
     pub telemetry: Arc<Telemetry>,
+    /// Cloud-to-device messages.
+    pub c2d: Arc<CloudToDevice>,
     /// Server metrics.
     pub metrics: Arc<Metrics>,
     /// Wall-clock time.
@@ -92,6 +105,7 @@ impl Outpost {
     pub async fn start(
         backends: Backends,
         twin_limits: outpost_model::TwinLimits,
+        c2d_settings: C2dSettings,
     ) -> Result<Self, CoreError> {
         let metrics = Arc::new(Metrics::default());
         let hubs = Arc::new(Hubs::load(backends.hubs).await?);
@@ -105,6 +119,7 @@ impl Outpost {
             backends.clock.clone(),
             twin_limits,
             presence,
+            backends.c2d.clone(),
         ));
         for hub in hubs.list() {
             backends
@@ -113,10 +128,19 @@ impl Outpost {
                 .await?;
         }
         let telemetry = Arc::new(Telemetry::new(backends.events, backends.clock.clone()));
+        // Locks belonged to connections of the previous run; their messages are deliverable again.
+        backends.c2d.release_all_locks().await?;
+        let c2d = Arc::new(CloudToDevice::new(
+            backends.c2d,
+            registry.clone(),
+            backends.clock.clone(),
+            c2d_settings,
+        ));
         Ok(Self {
             hubs,
             registry,
             telemetry,
+            c2d,
             metrics,
             clock: backends.clock,
         })

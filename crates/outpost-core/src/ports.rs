@@ -278,3 +278,17 @@ pub trait EventLog: Send + Sync + 'static {
     /// Drops whole segments past the retention limits; returns how many events were dropped.
     async fn apply_retention(&self, retention: Retention, now: Timestamp) -> Result<u64, StoreError>;
 }
+
+/// State a front door keeps per client across connections and restarts (MQTT persistent
+/// sessions). The state is opaque here: the front door encodes it.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Returns the stored state of a client, if any.
+    async fn load_session(&self, hub: &HubName, client_id: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Stores (replaces) the state of a client.
+    async fn save_session(&self, hub: &HubName, client_id: &str, state: &[u8]) -> Result<(), StoreError>;
+
+    /// Removes the state of a client (a clean-session connection).
+    async fn delete_session(&self, hub: &HubName, client_id: &str) -> Result<(), StoreError>;
+}

@@ -25,8 +25,12 @@ pub enum DeviceCommand {
         /// Where the device's answer goes.
         respond: oneshot::Sender<MethodOutcome>,
     },
+    /// A cloud-to-device message was queued for the identity.
+    CloudToDeviceAvailable,
     /// Another connection of the same identity took over: close this one.
     TakenOver,
+    /// The identity was disabled or deleted: close the connection.
+    Revoked,
 }
 
 /// What became of a direct method call at the connection.

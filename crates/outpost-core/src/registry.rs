@@ -13,7 +13,8 @@ use outpost_model::{
 use serde::Deserialize;
 
 use crate::access::{Caller, Permission};
-use crate::presence::{IdentityKey, Presence};
+use crate::c2d::{C2dTarget, CloudToDeviceQueue};
+use crate::presence::{DeviceCommand, IdentityKey, Presence};
 use crate::{
     Clock, CoreError, DeviceCounts, DeviceRecord, Expected, ModuleRecord, RegistryStore, StoreError,
 };
@@ -65,6 +66,7 @@ pub struct Registry {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) twin_limits: TwinLimits,
     pub(crate) presence: Arc<Presence>,
+    pub(crate) c2d_queue: Arc<dyn CloudToDeviceQueue>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -99,12 +101,14 @@ impl Registry {
         clock: Arc<dyn Clock>,
         twin_limits: TwinLimits,
         presence: Arc<Presence>,
+        c2d_queue: Arc<dyn CloudToDeviceQueue>,
     ) -> Self {
         Self {
             store,
             clock,
             twin_limits,
             presence,
+            c2d_queue,
         }
     }
 
@@ -126,6 +130,37 @@ impl Registry {
             device.connection_state_updated_time = since;
         }
         device
+    }
+
+    /// Closes the connection of a deleted identity and drops its cloud-to-device queue.
+    async fn forget_identity(&self, hub: &HubName, device: &DeviceId, module: Option<ModuleId>) {
+        let key = IdentityKey {
+            hub: hub.clone(),
+            device: device.clone(),
+            module: module.clone(),
+        };
+        self.presence.send(&key, DeviceCommand::Revoked);
+        let target = C2dTarget {
+            device: device.clone(),
+            module,
+        };
+        if let Err(error) = self.c2d_queue.purge(hub, &target).await {
+            tracing::warn!(device = %device, error = %error, "drop the queue of a deleted identity failed");
+        }
+    }
+
+    /// Sets the connection state of a module from the presence table.
+    pub(crate) fn with_module_presence(&self, hub: &HubName, mut module: Module) -> Module {
+        let key = IdentityKey {
+            hub: hub.clone(),
+            device: module.device_id.clone(),
+            module: Some(module.module_id.clone()),
+        };
+        if let Some(since) = self.presence.connected_since(&key) {
+            module.connection_state = ConnectionState::Connected;
+            module.connection_state_updated_time = since;
+        }
+        module
     }
 
     /// Returns the number of connected devices of the caller's hub (`/statistics/service`).
@@ -208,7 +243,18 @@ impl Registry {
                 .put_device(hub, &record, Expected::Revision(stored.revision))
                 .await
             {
-                Ok(_) => return Ok(record.device),
+                Ok(_) => {
+                    if record.device.status == DeviceStatus::Disabled {
+                        // IoT Hub drops the connections of a device that is disabled.
+                        let key = IdentityKey {
+                            hub: hub.clone(),
+                            device: id.clone(),
+                            module: None,
+                        };
+                        self.presence.send(&key, DeviceCommand::Revoked);
+                    }
+                    return Ok(self.with_presence(hub, record.device));
+                }
                 Err(StoreError::Conflict) => continue,
                 Err(StoreError::NotFound) => return Err(CoreError::DeviceNotFound(id.clone())),
                 Err(other) => return Err(other.into()),
@@ -241,12 +287,20 @@ impl Registry {
         for _ in 0..CAS_ATTEMPTS {
             let stored = self.load_device(caller, id).await?;
             check_etag(&stored.value.device.etag, if_match)?;
+            let modules = self.store.list_modules(&caller.hub().name, id).await?;
             match self
                 .store
                 .delete_device(&caller.hub().name, id, Expected::Revision(stored.revision))
                 .await
             {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    let targets =
+                        std::iter::once(None).chain(modules.into_iter().map(|m| Some(m.module.module_id)));
+                    for module in targets {
+                        self.forget_identity(&caller.hub().name, id, module).await;
+                    }
+                    return Ok(());
+                }
                 Err(StoreError::Conflict) => continue,
                 Err(StoreError::NotFound) => return Err(CoreError::DeviceNotFound(id.clone())),
                 Err(other) => return Err(other.into()),
@@ -366,7 +420,8 @@ impl Registry {
         module_id: &ModuleId,
     ) -> Result<Module, CoreError> {
         caller.require(Permission::RegistryRead)?;
-        Ok(self.load_module(caller, device_id, module_id).await?.value.module)
+        let module = self.load_module(caller, device_id, module_id).await?.value.module;
+        Ok(self.with_module_presence(&caller.hub().name, module))
     }
 
     /// Returns every module of a device.
@@ -381,7 +436,11 @@ impl Registry {
         caller.require(Permission::RegistryRead)?;
         self.load_device(caller, device_id).await?;
         let records = self.store.list_modules(&caller.hub().name, device_id).await?;
-        Ok(records.into_iter().map(|record| record.module).collect())
+        let hub = &caller.hub().name;
+        Ok(records
+            .into_iter()
+            .map(|record| self.with_module_presence(hub, record.module))
+            .collect())
     }
 
     /// Deletes a module and its twin.
@@ -405,7 +464,11 @@ impl Registry {
                 .delete_module(&caller.hub().name, device_id, module_id, expected)
                 .await
             {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.forget_identity(&caller.hub().name, device_id, Some(module_id.clone()))
+                        .await;
+                    return Ok(());
+                }
                 Err(StoreError::Conflict) => continue,
                 Err(StoreError::NotFound) => {
                     return Err(CoreError::ModuleNotFound {

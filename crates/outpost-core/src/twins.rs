@@ -60,6 +60,7 @@ impl Registry {
                         module: None,
                     };
                     self.notify_desired(&key, &record.twin, update, mode);
+                    record.device = self.with_presence(&caller.hub().name, record.device);
                     return Ok(device_twin_json(&record));
                 }
                 Err(StoreError::Conflict) => continue,
@@ -81,9 +82,9 @@ impl Registry {
         module: &ModuleId,
     ) -> Result<Value, CoreError> {
         caller.require(Permission::TwinRead)?;
-        Ok(module_twin_json(
-            &self.load_module(caller, device, module).await?.value,
-        ))
+        let mut record = self.load_module(caller, device, module).await?.value;
+        record.module = self.with_module_presence(&caller.hub().name, record.module);
+        Ok(module_twin_json(&record))
     }
 
     /// Patches or replaces a module twin's tags and desired properties.
@@ -117,6 +118,7 @@ impl Registry {
                         module: Some(module.clone()),
                     };
                     self.notify_desired(&key, &record.twin, update, mode);
+                    record.module = self.with_module_presence(&caller.hub().name, record.module);
                     return Ok(module_twin_json(&record));
                 }
                 Err(StoreError::Conflict) => continue,

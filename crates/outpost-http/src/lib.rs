@@ -7,10 +7,12 @@
 //!
 //! * [`service`]: devices, modules, twins, bulk, statistics (wire contract §5).
 //! * [`operator`]: hubs, connection strings, metrics, and forwarding to the service routes.
+//! * [`c2d`]: queue purge, operator send and feedback of cloud-to-device messages.
 //! * [`events`]: partition state and long-polling reads of the event log (`monitor-events`).
 //! * [`request`]: extractors: authenticated caller, api-version, If-Match, JSON bodies.
 //! * [`error`]: [`ApiError`], the Azure error body.
 
+pub mod c2d;
 pub mod error;
 pub mod events;
 pub mod operator;
@@ -68,6 +70,7 @@ fn api_family(route: Option<&str>) -> &'static str {
     match route {
         Some("/devices") => "devices",
         Some(route) if route.starts_with("/devices/{id}/modules") => "modules",
+        Some("/devices/{id}/commands") => "commands",
         Some(route) if route.starts_with("/devices/") => "device",
         Some(route) if route.ends_with("/methods") => "methods",
         Some(route) if route.starts_with("/twins/") => "twins",

@@ -69,6 +69,11 @@ pub fn routes(state: OperatorState) -> Router {
         .route("/hubs/{hub}/service/{*rest}", any(forward_to_service))
         .route("/hubs/{hub}/partitions", get(crate::events::partitions))
         .route("/hubs/{hub}/events", get(crate::events::read))
+        .route(
+            "/hubs/{hub}/devices/{id}/messages/devicebound",
+            axum::routing::post(crate::c2d::send),
+        )
+        .route("/hubs/{hub}/feedback", get(crate::c2d::feedback))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

@@ -26,6 +26,7 @@ pub fn routes() -> Router<ServiceState> {
             get(get_device).put(put_device).delete(delete_device),
         )
         .route("/devices/{id}/modules", get(list_modules))
+        .route("/devices/{id}/commands", axum::routing::delete(crate::c2d::purge))
         .route(
             "/devices/{id}/modules/{mid}",
             get(get_module).put(put_module).delete(delete_module),

@@ -201,6 +201,7 @@ async fn events_are_read_back_with_properties_and_annotations() {
         module_id: None,
         generation_id: "123456789012345678".into(),
         auth_method: DeviceAuthMethod::IdentitySas,
+        credential_expiry: None,
     };
     let message = OutgoingMessage {
         properties: SystemProperties {

@@ -37,6 +37,10 @@ pub enum ErrorCode {
     ModuleAlreadyExistsOnDevice,
     /// An `If-Match` ETag does not match.
     PreconditionFailed,
+    /// A cloud-to-device lock token is unknown or its lock lapsed.
+    DeviceMessageLockLost,
+    /// A device's cloud-to-device queue is full.
+    DeviceMaximumQueueDepthExceeded,
     /// The request or message is over a size limit.
     MessageTooLarge,
     /// Too many items in one request (bulk registry, batch).
@@ -71,6 +75,8 @@ impl ErrorCode {
             Self::DeviceAlreadyExists => "DeviceAlreadyExists",
             Self::ModuleAlreadyExistsOnDevice => "ModuleAlreadyExistsOnDevice",
             Self::PreconditionFailed => "PreconditionFailed",
+            Self::DeviceMessageLockLost => "DeviceMessageLockLost",
+            Self::DeviceMaximumQueueDepthExceeded => "DeviceMaximumQueueDepthExceeded",
             Self::MessageTooLarge => "MessageTooLarge",
             Self::TooManyDevices => "TooManyDevices",
             Self::ThrottlingException => "ThrottlingException",
@@ -101,6 +107,8 @@ impl ErrorCode {
             Self::DeviceAlreadyExists => 409_001,
             Self::ModuleAlreadyExistsOnDevice => 409_301,
             Self::PreconditionFailed => 412_001,
+            Self::DeviceMessageLockLost => 412_002,
+            Self::DeviceMaximumQueueDepthExceeded => 403_004,
             Self::MessageTooLarge => 413_001,
             Self::TooManyDevices => 413_002,
             Self::ThrottlingException => 429_001,

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use outpost_core::{
-    AppendedEvent, CoreError, DeviceCommand, DeviceCredential, DeviceIdentity, HasErrorCode, MethodOutcome,
-    OutgoingMessage, Outpost,
+    AppendedEvent, CoreError, DeviceCommand, DeviceCredential, DeviceIdentity, FeedbackAck, HasErrorCode,
+    MethodOutcome, OutgoingMessage, Outpost, StoreError,
 };
 use outpost_model::{DeviceId, ModuleId, Timestamp};
 use serde_json::{Value, json};
@@ -26,7 +26,7 @@ use crate::codec::{
     SubAckReturnCode, encode,
 };
 use crate::session::{SessionKey, Sessions};
-use crate::topics::{DevicePublish, TopicOwner, classify_publish, subscription_allowed};
+use crate::topics::{DevicePublish, TopicOwner, classify_publish, encode_property_bag, subscription_allowed};
 
 /// Limits and timeouts of the MQTT front door.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +120,8 @@ enum ConnectionError {
     Encode(String),
     #[error("protocol violation: {0}")]
     Protocol(String),
+    #[error("hub")]
+    Hub(#[from] CoreError),
 }
 
 /// Serves one connection until it closes, the identity connects elsewhere, or `cancel` fires.
@@ -161,7 +163,14 @@ pub async fn serve_connection<S>(
             return;
         }
     };
-    let session = Session::start(identity, &connect, context.clone());
+    let session = match Session::start(identity, &connect, context.clone()).await {
+        Ok(session) => session,
+        Err(error) => {
+            tracing::warn!(error = %error, "load the mqtt session failed");
+            let _ = refuse(&mut writer, ConnectReturnCode::ServerUnavailable).await;
+            return;
+        }
+    };
     if let Err(error) = session.run(reader, writer, cancel).await {
         tracing::debug!(error = %error, "mqtt connection ended");
     }
@@ -254,6 +263,10 @@ struct Session {
     pending_methods: HashMap<String, oneshot::Sender<MethodOutcome>>,
     /// The next direct-method request id (sent as hex, as IoT Hub does).
     next_request_id: u64,
+    /// The cloud-to-device message delivered and not yet acknowledged: its packet id and lock.
+    c2d_in_flight: Option<(PacketId, String)>,
+    /// The last packet id used for a server-to-device QoS 1 PUBLISH.
+    last_packet_id: u16,
     /// Telemetry waiting for the batch in flight: (packet id to acknowledge, message).
     queued: Vec<(Option<PacketId>, OutgoingMessage)>,
     /// The batch being made durable, with the packet ids to acknowledge after it.
@@ -261,35 +274,46 @@ struct Session {
 }
 
 impl Session {
-    fn start(identity: DeviceIdentity, connect: &Connect, context: Arc<MqttContext>) -> Self {
+    async fn start(
+        identity: DeviceIdentity,
+        connect: &Connect,
+        context: Arc<MqttContext>,
+    ) -> Result<Self, StoreError> {
         let key = SessionKey {
             hub: identity.hub.name.clone(),
             client_id: connect.client_id.clone(),
         };
-        let restored = context.sessions.restore(&key, connect.clean_session);
+        let restored = context.sessions.restore(&key, connect.clean_session).await?;
         let session_present = restored.is_some();
         // MQTT 3.1.1 §3.1.2.10: the server disconnects after 1.5 × keep-alive without a packet.
         let keep_alive =
             (connect.keep_alive > 0).then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
-        Self {
+        Ok(Self {
             identity,
             context,
             key,
             clean_session: connect.clean_session,
             keep_alive,
-            subscriptions: restored.map(|stored| stored.subscriptions).unwrap_or_default(),
+            subscriptions: restored.unwrap_or_default(),
             session_present,
             pending_methods: HashMap::new(),
+            c2d_in_flight: None,
+            last_packet_id: 0,
             next_request_id: 1,
             queued: Vec::new(),
             in_flight: None,
-        }
+        })
     }
 
-    fn save_session(&self) {
+    async fn save_session(&mut self) -> Result<(), ConnectionError> {
         if !self.clean_session {
-            self.context.sessions.save(&self.key, &self.subscriptions);
+            self.context
+                .sessions
+                .save(&self.key, &self.subscriptions)
+                .await
+                .map_err(CoreError::from)?;
         }
+        Ok(())
     }
 
     fn owner(&self) -> TopicOwner<'_> {
@@ -319,8 +343,15 @@ impl Session {
         };
         let outcome = async {
             writer.send(&Packet::ConnAck(connack)).await?;
+            // A restored session may be subscribed to cloud-to-device messages already.
+            self.deliver_c2d(&mut writer).await?;
             tracing::debug!(device = %self.identity.device_id, "mqtt device connected");
             let mut deadline = self.keep_alive.map(|keep_alive| Instant::now() + keep_alive);
+            let credential_expiry = self.identity.credential_expiry.map(|expiry| {
+                let now_ms = Timestamp::now().unix_millis().unwrap_or_default();
+                let remaining = expiry.unix_millis().unwrap_or_default().saturating_sub(now_ms).max(0);
+                Instant::now() + Duration::from_millis(remaining as u64)
+            });
             loop {
                 let can_read = self.queued.len() < self.context.limits.max_pending_messages;
                 tokio::select! {
@@ -339,13 +370,23 @@ impl Session {
                         Some(DeviceCommand::InvokeMethod { name, payload, respond }) => {
                             self.invoke_method(name, payload, respond, &mut writer).await?;
                         }
+                        Some(DeviceCommand::CloudToDeviceAvailable) => self.deliver_c2d(&mut writer).await?,
                         Some(DeviceCommand::TakenOver) | None => {
                             tracing::info!(device = %self.identity.device_id, "another connection of this identity took over");
+                            return Ok(());
+                        }
+                        Some(DeviceCommand::Revoked) => {
+                            tracing::info!(device = %self.identity.device_id, "identity disabled or deleted; closing");
                             return Ok(());
                         }
                     },
                     () = sleep_until(deadline) => {
                         tracing::info!(device = %self.identity.device_id, "keep-alive expired");
+                        return Ok(());
+                    }
+                    () = sleep_until(credential_expiry) => {
+                        // IoT Hub closes a connection when its SAS token expires; the SDKs renew.
+                        tracing::info!(device = %self.identity.device_id, "sas token expired; closing");
                         return Ok(());
                     }
                     () = cancel.cancelled() => return Ok(()),
@@ -357,6 +398,12 @@ impl Session {
         // Acknowledged telemetry is durable; what is still in flight is finished before leaving,
         // so nothing accepted from the socket is silently dropped.
         let _ = self.flush(&mut writer).await;
+        if let Some((_, token)) = self.c2d_in_flight.take() {
+            // Not acknowledged: deliver it again on the next connection instead of after the lock.
+            if let Err(error) = self.context.outpost.c2d.abandon(&self.identity, &token).await {
+                tracing::debug!(error = %error, "abandon an unacknowledged cloud-to-device message failed");
+            }
+        }
         presence.disconnect(&registration.key, registration.connection);
         outcome
     }
@@ -385,22 +432,37 @@ impl Session {
                         SubAckReturnCode::Success(granted)
                     })
                     .collect();
-                self.save_session();
+                self.save_session().await?;
                 writer
                     .send(&Packet::SubAck(SubAck {
                         packet_id: subscribe.packet_id,
                         return_codes,
                     }))
                     .await?;
+                self.deliver_c2d(writer).await?;
             }
             Packet::Unsubscribe(unsubscribe) => {
                 self.subscriptions
                     .retain(|(filter, _)| !unsubscribe.filters.contains(filter));
-                self.save_session();
+                self.save_session().await?;
                 writer.send(&Packet::UnsubAck(unsubscribe.packet_id)).await?;
             }
             Packet::PingReq => writer.send(&Packet::PingResp).await?,
-            Packet::PubAck(_) => {}
+            Packet::PubAck(packet_id) => {
+                if self
+                    .c2d_in_flight
+                    .as_ref()
+                    .is_some_and(|(in_flight, _)| *in_flight == packet_id)
+                {
+                    let (_, token) = self.c2d_in_flight.take().expect("checked just above");
+                    // MQTT has no reject or abandon: the PUBACK completes the message (§2.5).
+                    match self.context.outpost.c2d.complete(&self.identity, &token).await {
+                        Ok(()) | Err(CoreError::MessageLockLost) => {}
+                        Err(other) => return Err(other.into()),
+                    }
+                    self.deliver_c2d(writer).await?;
+                }
+            }
             Packet::Disconnect => return Ok(false),
             other => {
                 return Err(ConnectionError::Protocol(format!(
@@ -529,6 +591,71 @@ impl Session {
             let result = append.await;
             self.acknowledge((result, packet_ids), writer).await?;
         }
+    }
+
+    /// Delivers the next cloud-to-device message at QoS 1 if the device subscribed to them and
+    /// none is waiting for its PUBACK (one at a time keeps the queue order).
+    async fn deliver_c2d<S: AsyncRead + AsyncWrite>(
+        &mut self,
+        writer: &mut PacketWriter<S>,
+    ) -> Result<(), ConnectionError> {
+        if self.c2d_in_flight.is_some() || self.identity.module_id.is_some() {
+            return Ok(());
+        }
+        let prefix = format!("devices/{}/messages/devicebound/", self.identity.device_id);
+        if !self.subscribed(&prefix) {
+            return Ok(());
+        }
+        let Some(queued) = self.context.outpost.c2d.lock_next(&self.identity).await? else {
+            return Ok(());
+        };
+        let Some(lock) = queued.lock else { return Ok(()) };
+        let message = queued.message;
+        let expiry = message.expiry.to_string();
+        let ack = match message.ack {
+            FeedbackAck::None => None,
+            FeedbackAck::Positive => Some("positive"),
+            FeedbackAck::Negative => Some("negative"),
+            FeedbackAck::Full => Some("full"),
+        };
+        let system = [
+            ("$.mid", message.message_id.as_deref()),
+            ("$.cid", message.correlation_id.as_deref()),
+            ("$.uid", message.user_id.as_deref()),
+            ("$.to", Some(message.to.as_str())),
+            ("$.ct", message.content_type.as_deref()),
+            ("$.ce", message.content_encoding.as_deref()),
+            ("$.exp", Some(expiry.as_str())),
+            ("iothub-ack", ack),
+        ];
+        let bag = encode_property_bag(
+            system
+                .into_iter()
+                .filter_map(|(key, value)| value.map(|value| (key, value)))
+                .chain(
+                    message
+                        .application_properties
+                        .iter()
+                        .map(|(key, value)| (key.as_str(), value.as_str())),
+                ),
+        );
+        self.last_packet_id = self
+            .last_packet_id
+            .checked_add(1)
+            .filter(|id| *id != 0)
+            .unwrap_or(1);
+        let packet_id = PacketId::new(self.last_packet_id).expect("packet ids start at 1");
+        let publish = Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: format!("{prefix}{bag}"),
+            packet_id: Some(packet_id),
+            payload: message.body,
+        };
+        writer.send(&Packet::Publish(publish)).await?;
+        self.c2d_in_flight = Some((packet_id, lock.token));
+        Ok(())
     }
 
     /// Sends a direct method request (wire contract §2.7); answers `NotListening` at once when the

@@ -1,11 +1,12 @@
-//! Persistent MQTT sessions (clean session = false, MQTT 3.1.1 §3.1.2.4): what survives a
-//! reconnect. Kept in memory: after a server restart devices re-subscribe, and the Azure SDKs
-//! always do.
+//! Persistent MQTT sessions (clean session = false, MQTT 3.1.1 §3.1.2.4): the subscriptions
+//! that survive a reconnect and a server restart, kept through the core's `SessionStore` port.
+//! The Azure SDKs subscribe once and never again after reconnecting, so losing them would
+//! silence twin notifications, methods and cloud-to-device messages for good.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
+use outpost_core::{SessionStore, StoreError};
 use outpost_model::HubName;
-use parking_lot::Mutex;
 
 use crate::codec::QoS;
 
@@ -18,39 +19,90 @@ pub struct SessionKey {
     pub client_id: String,
 }
 
-/// The state a persistent session keeps between connections.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StoredSession {
-    /// Topic filters with their granted QoS.
-    pub subscriptions: Vec<(String, QoS)>,
+/// The persistent sessions of this server.
+pub struct Sessions {
+    store: Arc<dyn SessionStore>,
 }
 
-/// The persistent sessions of this server.
-#[derive(Debug, Default)]
-pub struct Sessions {
-    stored: Mutex<HashMap<SessionKey, StoredSession>>,
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions").finish_non_exhaustive()
+    }
 }
 
 impl Sessions {
-    /// Returns the stored session of `key` for a new connection. With `clean_session` the stored
-    /// session is discarded and `None` returned (§3.1.2.4).
-    pub fn restore(&self, key: &SessionKey, clean_session: bool) -> Option<StoredSession> {
-        let mut stored = self.stored.lock();
+    /// Keeps sessions in `store`.
+    pub fn new(store: Arc<dyn SessionStore>) -> Self {
+        Self { store }
+    }
+
+    /// Returns the stored subscriptions of `key` for a new connection, `None` when there is no
+    /// session. With `clean_session` the stored session is discarded (§3.1.2.4).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn restore(
+        &self,
+        key: &SessionKey,
+        clean_session: bool,
+    ) -> Result<Option<Vec<(String, QoS)>>, StoreError> {
         if clean_session {
-            stored.remove(key);
-            return None;
+            self.store.delete_session(&key.hub, &key.client_id).await?;
+            return Ok(None);
         }
-        stored.get(key).cloned()
+        let Some(state) = self.store.load_session(&key.hub, &key.client_id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(decode(&state)))
     }
 
     /// Records a persistent session's subscriptions as they change, so that a connection taking
-    /// over from a live one (same client id) finds them at once.
-    pub fn save(&self, key: &SessionKey, subscriptions: &[(String, QoS)]) {
-        self.stored.lock().insert(
-            key.clone(),
-            StoredSession {
-                subscriptions: subscriptions.to_vec(),
-            },
-        );
+    /// over (or the next run of the server) finds them.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn save(&self, key: &SessionKey, subscriptions: &[(String, QoS)]) -> Result<(), StoreError> {
+        self.store
+            .save_session(&key.hub, &key.client_id, &encode(subscriptions))
+            .await
+    }
+}
+
+/// Encodes subscriptions as `<qos><filter>\n` lines (filters never contain a newline: the codec
+/// rejects control characters in topics only partly, so they are length-checked on decode).
+fn encode(subscriptions: &[(String, QoS)]) -> Vec<u8> {
+    serde_json::to_vec(
+        &subscriptions
+            .iter()
+            .map(|(filter, qos)| (filter.as_str(), qos.as_u8()))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap_or_default()
+}
+
+/// Decodes stored subscriptions; unreadable state counts as no subscriptions.
+fn decode(state: &[u8]) -> Vec<(String, QoS)> {
+    let Ok(pairs) = serde_json::from_slice::<Vec<(String, u8)>>(state) else {
+        tracing::warn!("unreadable mqtt session state; starting with no subscriptions");
+        return Vec::new();
+    };
+    pairs
+        .into_iter()
+        .filter_map(|(filter, qos)| QoS::from_u8(qos).map(|qos| (filter, qos)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscriptions_round_trip_and_garbage_is_empty() {
+        let subscriptions = vec![
+            ("$iothub/methods/POST/#".to_owned(), QoS::AtLeastOnce),
+            ("a/#".to_owned(), QoS::AtMostOnce),
+        ];
+        assert_eq!(decode(&encode(&subscriptions)), subscriptions);
+        assert!(decode(b"not json").is_empty());
     }
 }

@@ -168,6 +168,31 @@ pub fn parse_property_bag(bag: &str) -> Result<(SystemProperties, Vec<(String, S
     Ok((system, application))
 }
 
+/// Encodes a property bag for a devicebound topic: each key and value percent-encoded (all but
+/// `A-Z a-z 0-9 - . _ ~`), joined as `k=v&k=v` (wire contract §2.5).
+pub fn encode_property_bag<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut bag = String::new();
+    for (key, value) in pairs {
+        if !bag.is_empty() {
+            bag.push('&');
+        }
+        percent_encode_into(&mut bag, key);
+        bag.push('=');
+        percent_encode_into(&mut bag, value);
+    }
+    bag
+}
+
+fn percent_encode_into(out: &mut String, text: &str) {
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+}
+
 fn percent_decode(text: &str) -> Result<String, TopicError> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -300,6 +325,22 @@ mod tests {
             classify_publish("$iothub/other/?$rid=1", DEV),
             Err(TopicError::NotAllowed(_))
         ));
+    }
+
+    #[test]
+    fn devicebound_bags_encode_and_decode_back() {
+        let bag = encode_property_bag([
+            ("$.mid", "m 1"),
+            ("$.to", "/devices/dev1/messages/devicebound"),
+            ("k&=", "v/?"),
+        ]);
+        assert_eq!(
+            bag,
+            "%24.mid=m%201&%24.to=%2Fdevices%2Fdev1%2Fmessages%2Fdevicebound&k%26%3D=v%2F%3F"
+        );
+        let (system, application) = parse_property_bag(&bag).unwrap();
+        assert_eq!(system.message_id.as_deref(), Some("m 1"));
+        assert_eq!(application, [("k&=".to_owned(), "v/?".to_owned())]);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_auth::ServiceConnectionString;
-use outpost_core::{Backends, CoreError, EventLog as _, Outpost, Retention, SystemClock};
+use outpost_core::{Backends, C2dSettings, CoreError, EventLog as _, Outpost, Retention, SystemClock};
 use outpost_http::{HubDefaults, OperatorState};
 use outpost_model::TwinLimits;
 use outpost_mqtt::{MqttContext, MqttLimits, Sessions};
@@ -88,17 +88,19 @@ impl Server {
         let data_dir = config.data_dir.clone();
         create_dir(&data_dir)?;
         let store = EmbeddedStore::open(&data_dir.join("registry.redb")).map_err(ServerError::Store)?;
+        let store_for_sessions = store.clone();
         let events = Arc::new(
             EmbeddedEventLog::open(&data_dir.join("events"), EventLogOptions::default())
                 .map_err(ServerError::Store)?,
         );
         let backends = Backends {
             hubs: Arc::new(store.clone()),
-            registry: Arc::new(store),
+            registry: Arc::new(store.clone()),
             events: events.clone(),
+            c2d: Arc::new(store.clone()),
             clock: Arc::new(SystemClock),
         };
-        let outpost = Outpost::start(backends, TwinLimits::default())
+        let outpost = Outpost::start(backends, TwinLimits::default(), C2dSettings::default())
             .await
             .map_err(ServerError::Core)?;
         if let Some(hub) = outpost
@@ -200,7 +202,7 @@ impl Server {
             .map_err(ServerError::Tls)?;
         let mqtt_context = Arc::new(MqttContext {
             outpost: outpost.clone(),
-            sessions: Sessions::default(),
+            sessions: Sessions::new(Arc::new(store_for_sessions)),
             limits: MqttLimits::default(),
         });
         let mqtt_limits = ConnectionLimits {
@@ -229,6 +231,7 @@ impl Server {
             &config.event_log,
             cancel.child_token(),
         ));
+        tasks.push(spawn_c2d_expiry(outpost.clone(), cancel.child_token()));
         let operator_cancel = cancel.child_token();
         tasks.push(tokio::spawn(async move {
             if let Err(error) = serve_http(operator_listener, operator, operator_cancel).await {
@@ -306,6 +309,25 @@ fn spawn_retention(
                 Ok(0) => {}
                 Ok(dropped) => tracing::info!(dropped, "event log retention dropped old messages"),
                 Err(error) => tracing::warn!(error = %error, "event log retention failed"),
+            }
+        }
+    })
+}
+
+/// Dead-letters expired cloud-to-device messages every 30 seconds, so that senders asking for
+/// feedback hear `Expired` even when the device never connects.
+fn spawn_c2d_expiry(outpost: Outpost, cancel: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            for hub in outpost.hubs.list() {
+                if let Err(error) = outpost.c2d.sweep_expired(&hub.name).await {
+                    tracing::warn!(hub = %hub.name, error = %error, "expire cloud-to-device messages failed");
+                }
             }
         }
     })

@@ -65,6 +65,8 @@ impl HubStore for EmbeddedStore {
             tx.open_table(MODULES)?
                 .retain_in((hub, "", "")..(end.as_str(), "", ""), |_, _| false)?;
             tx.open_table(DEVICE_COUNTS)?.remove(hub)?;
+            tx.open_table(crate::sessions::SESSIONS)?
+                .retain_in((hub, "")..(end.as_str(), ""), |_, _| false)?;
             Ok(())
         })
         .await

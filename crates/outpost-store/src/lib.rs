@@ -11,6 +11,7 @@
 //! * `revision`: the database-wide revision counter and the `Expected` check.
 //! * `hubs`: `HubStore`, including the cascading `delete_hub`.
 //! * `registry`: `RegistryStore`: devices and modules.
+//! * `c2d`: `CloudToDeviceQueue`: per-device and per-module peek-lock queues in the same database.
 //! * `counts`: per-hub device counts, maintained in the device write transactions.
 //! * `error`: the transaction error and its translation into `StoreError`.
 //! * `event_log`: [`EmbeddedEventLog`], the `EventLog` port on segment files with group commit.
@@ -18,12 +19,14 @@
 //! The conformance suite of `outpost-core` runs against the in-memory and the on-disk database
 //! in `tests/conformance.rs`.
 
+mod c2d;
 mod counts;
 mod error;
 pub mod event_log;
 mod hubs;
 mod registry;
 mod revision;
+mod sessions;
 mod store;
 mod tables;
 

@@ -611,3 +611,117 @@ pub async fn twin(global: &GlobalArgs, command: TwinCommand) -> anyhow::Result<(
     }
     Ok(())
 }
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceMessagingCommand {
+    /// Cloud-to-device messages (mirrors `az iot device c2d-message`).
+    C2dMessage {
+        #[command(subcommand)]
+        command: C2dCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum C2dCommand {
+    /// Queues a message for a device.
+    Send {
+        #[arg(long, short = 'd')]
+        device_id: String,
+        #[arg(long)]
+        hub: Option<String>,
+        /// The body, as text.
+        #[arg(long, default_value = "Ping from Outpost CLI")]
+        data: String,
+        /// Application properties as `k=v;k2=v2`.
+        #[arg(long)]
+        props: Option<String>,
+        /// Feedback to ask for: none, positive, negative or full.
+        #[arg(long, default_value = "none")]
+        ack: String,
+        #[arg(long)]
+        message_id: Option<String>,
+        #[arg(long)]
+        correlation_id: Option<String>,
+        #[arg(long)]
+        content_type: Option<String>,
+        #[arg(long)]
+        content_encoding: Option<String>,
+        /// Absolute expiry, RFC 3339 (default: the hub's time to live, 1 hour).
+        #[arg(long)]
+        expiry: Option<String>,
+    },
+    /// Removes every message queued for a device.
+    Purge {
+        #[arg(long, short = 'd')]
+        device_id: String,
+        #[arg(long)]
+        hub: Option<String>,
+    },
+}
+
+fn parse_props(text: Option<&str>) -> anyhow::Result<serde_json::Map<String, Value>> {
+    let mut props = serde_json::Map::new();
+    for pair in text
+        .unwrap_or_default()
+        .split(';')
+        .filter(|pair| !pair.trim().is_empty())
+    {
+        let (key, value) = pair
+            .split_once('=')
+            .with_context(|| format!("--props: '{pair}' is not k=v"))?;
+        props.insert(key.trim().to_owned(), Value::String(value.to_owned()));
+    }
+    Ok(props)
+}
+
+pub async fn device_messaging(global: &GlobalArgs, command: DeviceMessagingCommand) -> anyhow::Result<()> {
+    let client = connect(global)?;
+    let DeviceMessagingCommand::C2dMessage { command } = command;
+    match command {
+        C2dCommand::Send {
+            device_id,
+            hub,
+            data,
+            props,
+            ack,
+            message_id,
+            correlation_id,
+            content_type,
+            content_encoding,
+            expiry,
+        } => {
+            let hub = hub_name(&client, hub).await?;
+            let body = json!({
+                "data": data,
+                "messageId": message_id,
+                "correlationId": correlation_id,
+                "contentType": content_type,
+                "contentEncoding": content_encoding,
+                "ack": ack,
+                "expiryTimeUtc": expiry,
+                "properties": parse_props(props.as_deref())?,
+            });
+            let path = format!(
+                "/hubs/{}/devices/{}/messages/devicebound",
+                encode(&hub),
+                encode(&device_id)
+            );
+            client.call(Method::POST, &path, Some(&body)).await?;
+            print(global.output, &json!({ "sent": device_id }), |_| {
+                format!("Queued a message for {device_id}")
+            });
+        }
+        C2dCommand::Purge { device_id, hub } => {
+            let hub = hub_name(&client, hub).await?;
+            let path = format!("/devices/{}/commands", encode(&device_id));
+            let reply = client.service(&hub, Method::DELETE, &path, None).await?.body;
+            print(global.output, &reply, |reply| {
+                format!(
+                    "Purged {} messages",
+                    reply["totalMessagesPurged"].as_u64().unwrap_or_default()
+                )
+            });
+        }
+    }
+    Ok(())
+}

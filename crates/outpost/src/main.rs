@@ -77,6 +77,11 @@ enum Command {
         #[command(subcommand)]
         command: admin::ModuleCommand,
     },
+    /// Device messaging (mirrors `az iot device`): `c2d-message send|purge`.
+    Device {
+        #[command(subcommand)]
+        command: admin::DeviceMessagingCommand,
+    },
     /// Prints device-to-cloud messages as they arrive (mirrors `az iot hub monitor-events`).
     MonitorEvents(monitor::MonitorArgs),
     /// Shows and updates device and module twins (mirrors `az iot hub device-twin`).
@@ -125,6 +130,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DeviceIdentity { command } => admin::device(&cli.global, command).await,
         Command::ModuleIdentity { command } => admin::module(&cli.global, command).await,
         Command::Twin { command } => admin::twin(&cli.global, command).await,
+        Command::Device { command } => admin::device_messaging(&cli.global, command).await,
         Command::MonitorEvents(args) => monitor::monitor_events(&cli.global, args).await,
     }
 }

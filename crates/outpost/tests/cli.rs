@@ -162,6 +162,44 @@ fn admin_verbs_manage_hubs_devices_modules_and_twins() {
     let devices = json(data, &["device-identity", "list", "--hub", "plant1"]);
     assert_eq!(devices, serde_json::json!([]));
 
+    ok(
+        data,
+        &[
+            "device",
+            "c2d-message",
+            "send",
+            "-d",
+            "dev1",
+            "--data",
+            "hi",
+            "--props",
+            "a=1;b=2",
+            "--ack",
+            "full",
+        ],
+    );
+    let purged = json(data, &["device", "c2d-message", "purge", "-d", "dev1"]);
+    assert_eq!(purged["totalMessagesPurged"], 1);
+    assert!(
+        !outpost(
+            data,
+            &[
+                "device",
+                "c2d-message",
+                "send",
+                "-d",
+                "dev1",
+                "--ack",
+                "sometimes"
+            ]
+        )
+        .status
+        .success()
+    );
+
+    let events = ok(data, &["monitor-events", "--timeout", "1", "--output", "json"]);
+    assert!(events.trim().is_empty(), "no telemetry was sent: {events}");
+
     ok(data, &["device-identity", "delete", "-d", "dev1"]);
     let missing = outpost(data, &["device-identity", "show", "-d", "dev1"]);
     assert!(!missing.status.success());

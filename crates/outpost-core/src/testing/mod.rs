@@ -35,11 +35,13 @@ use crate::{
     DeviceCounts, DeviceRecord, Expected, HubStore, ModuleRecord, RegistryStore, Revision, StoreError,
 };
 
+mod c2d;
 mod devices;
 mod event_log;
 mod hubs;
 mod registry_views;
 
+pub use c2d::*;
 pub use devices::*;
 pub use event_log::*;
 pub use hubs::*;
@@ -129,6 +131,48 @@ macro_rules! event_log_conformance_suite {
     };
     ($make:expr) => {
         $crate::event_log_conformance_suite!(with_guard: ($make, ()));
+    };
+}
+
+/// Expands to one `#[tokio::test]` per cloud-to-device queue conformance body, each on a fresh
+/// store (a `CloudToDeviceQueue` that is also a `HubStore`).
+///
+/// `c2d_conformance_suite!(expr)` builds the store with `expr`;
+/// `c2d_conformance_suite!(with_guard: expr)` takes `(store, guard)` from `expr` and keeps the
+/// guard (a temporary directory) alive during the test.
+#[macro_export]
+macro_rules! c2d_conformance_suite {
+    (@tests $make:expr; $($body:ident),+ $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $body() {
+                let (queue, _guard) = $make;
+                $crate::testing::$body(&queue).await;
+            }
+        )+
+    };
+    (with_guard: $make:expr) => {
+        $crate::c2d_conformance_suite!(@tests $make;
+            c2d_messages_are_delivered_in_fifo_order,
+            c2d_minimal_and_binary_messages_round_trip,
+            c2d_enqueue_beyond_max_depth_conflicts,
+            c2d_a_locked_message_is_hidden_until_its_lock_lapses,
+            c2d_abandoned_message_is_redelivered_with_its_delivery_count,
+            c2d_complete_and_reject_remove_the_message,
+            c2d_settling_with_a_wrong_or_lapsed_token_is_not_found,
+            c2d_message_delivered_too_often_is_dead_lettered,
+            c2d_expired_messages_are_dead_lettered_by_lock_next,
+            c2d_purge_returns_every_message,
+            c2d_sequence_numbers_are_never_reused,
+            c2d_sweep_expired_removes_expired_messages_across_targets,
+            c2d_targets_are_isolated,
+            c2d_release_all_locks_makes_locked_messages_deliverable,
+            c2d_drop_hub_removes_every_queue_of_the_hub,
+            c2d_concurrent_receivers_never_share_a_message,
+        );
+    };
+    ($make:expr) => {
+        $crate::c2d_conformance_suite!(with_guard: ($make, ()));
     };
 }
 

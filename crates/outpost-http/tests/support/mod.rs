@@ -11,7 +11,7 @@ use axum::body::Body;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt as _;
 use outpost_auth::{KeyEncoding, SymmetricKey};
-use outpost_core::{Backends, Outpost, SystemClock};
+use outpost_core::{Backends, C2dSettings, Outpost, SystemClock};
 use outpost_http::{HubDefaults, OperatorState};
 use outpost_model::{Hub, HubName, TwinLimits};
 use outpost_store::{EmbeddedEventLog, EmbeddedStore, EventLogOptions};
@@ -53,11 +53,14 @@ impl Fixture {
         let events = EmbeddedEventLog::open(events_dir.path(), EventLogOptions::default()).unwrap();
         let backends = Backends {
             hubs: Arc::new(store.clone()),
-            registry: Arc::new(store),
+            registry: Arc::new(store.clone()),
             events: Arc::new(events),
+            c2d: Arc::new(store),
             clock: Arc::new(SystemClock),
         };
-        let outpost = Outpost::start(backends, TwinLimits::default()).await.unwrap();
+        let outpost = Outpost::start(backends, TwinLimits::default(), C2dSettings::default())
+            .await
+            .unwrap();
         outpost.ensure_default_hub(HUB_A, 4).await.unwrap();
         outpost
             .create_hub(Hub::new(HubName::new("hubb").unwrap(), HUB_B_HOST, 2).unwrap())

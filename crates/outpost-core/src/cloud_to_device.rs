@@ -1,0 +1,397 @@
+//! Cloud-to-device use cases over the [`CloudToDeviceQueue`] port: sending, delivering with
+//! peek-lock, settling, purging, expiring, and the feedback records senders ask for with
+//! `iothub-ack` (wire contract §2.5, §6).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use outpost_model::{DeviceId, HubName, Timestamp};
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::access::{Caller, Permission};
+use crate::c2d::{
+    C2dMessage, C2dTarget, CloudToDeviceQueue, DeadReason, FeedbackAck, QueueLimits, QueuedMessage,
+};
+use crate::devices::DeviceIdentity;
+use crate::presence::{DeviceCommand, IdentityKey, Presence};
+use crate::registry::Registry;
+use crate::{Clock, CoreError, StoreError};
+
+/// Limits and defaults of cloud-to-device messaging (Azure's defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct C2dSettings {
+    /// Queue limits per identity (50 messages, 10 deliveries).
+    pub queue: QueueLimits,
+    /// Time to live of a message sent without an expiry (1 hour).
+    pub default_ttl: Duration,
+    /// Longest time to live a sender may ask for (48 hours).
+    pub max_ttl: Duration,
+    /// How long a delivery stays locked before it is redelivered (1 minute, Azure's HTTP lock).
+    pub lock_duration: Duration,
+    /// Feedback records kept per hub for the feedback receiver.
+    pub max_feedback_records: usize,
+}
+
+impl Default for C2dSettings {
+    fn default() -> Self {
+        Self {
+            queue: QueueLimits {
+                max_depth: 50,
+                max_delivery_count: 10,
+            },
+            default_ttl: Duration::from_secs(3600),
+            max_ttl: Duration::from_secs(48 * 3600),
+            lock_duration: Duration::from_secs(60),
+            max_feedback_records: 10_000,
+        }
+    }
+}
+
+/// The outcome a feedback record reports (`statusCode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum FeedbackStatus {
+    /// The device completed the message.
+    Success,
+    /// The message expired before it was completed.
+    Expired,
+    /// The message was delivered too many times without being completed.
+    DeliveryCountExceeded,
+    /// The device rejected the message.
+    Rejected,
+    /// The queue was purged.
+    Purged,
+}
+
+/// One feedback record, in Azure's JSON shape (§6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedbackRecord {
+    /// The message id of the original message.
+    pub original_message_id: String,
+    /// A description of the outcome.
+    pub description: String,
+    /// The outcome.
+    pub status_code: FeedbackStatus,
+    /// The device's generation id.
+    pub device_generation_id: String,
+    /// The device.
+    pub device_id: String,
+    /// When the outcome happened.
+    pub enqueued_time_utc: String,
+}
+
+/// Cloud-to-device messaging of every hub on the server.
+pub struct CloudToDevice {
+    queue: Arc<dyn CloudToDeviceQueue>,
+    registry: Arc<Registry>,
+    presence: Arc<Presence>,
+    clock: Arc<dyn Clock>,
+    settings: C2dSettings,
+    feedback: Mutex<HashMap<HubName, VecDeque<FeedbackRecord>>>,
+}
+
+impl std::fmt::Debug for CloudToDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CloudToDevice")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+fn wants_feedback(ack: FeedbackAck, status: FeedbackStatus) -> bool {
+    match status {
+        FeedbackStatus::Success => matches!(ack, FeedbackAck::Positive | FeedbackAck::Full),
+        _ => matches!(ack, FeedbackAck::Negative | FeedbackAck::Full),
+    }
+}
+
+impl CloudToDevice {
+    /// Builds the service.
+    pub fn new(
+        queue: Arc<dyn CloudToDeviceQueue>,
+        registry: Arc<Registry>,
+        clock: Arc<dyn Clock>,
+        settings: C2dSettings,
+    ) -> Self {
+        let presence = registry.presence().clone();
+        Self {
+            queue,
+            registry,
+            presence,
+            clock,
+            settings,
+            feedback: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Returns the settings.
+    pub fn settings(&self) -> &C2dSettings {
+        &self.settings
+    }
+
+    /// Returns the queue port.
+    pub fn queue(&self) -> &Arc<dyn CloudToDeviceQueue> {
+        &self.queue
+    }
+
+    /// Queues a message for a device and wakes its connection, if any.
+    ///
+    /// # Errors
+    /// `DeviceNotFound`; `DeviceMaximumQueueDepthExceeded` when the queue is full; argument
+    /// errors for an expiry in the past or beyond the maximum time to live.
+    pub async fn send(
+        &self,
+        caller: &Caller,
+        device: &DeviceId,
+        mut message: C2dMessage,
+    ) -> Result<(), CoreError> {
+        caller.require(Permission::ServiceConnect)?;
+        self.registry.device(caller, device).await?;
+        let now = self.clock.now();
+        message.enqueued_time = now;
+        message.to = format!("/devices/{device}/messages/devicebound");
+        let now_ms = now.unix_millis().unwrap_or_default();
+        let max_ms = now_ms + self.settings.max_ttl.as_millis() as i64;
+        match message.expiry.unix_millis() {
+            None => {
+                message.expiry =
+                    Timestamp::from_unix_millis(now_ms + self.settings.default_ttl.as_millis() as i64);
+            }
+            Some(expiry) if expiry <= now_ms => {
+                return Err(CoreError::InvalidArgument(
+                    "the message's expiry time is in the past".into(),
+                ));
+            }
+            Some(expiry) if expiry > max_ms => {
+                return Err(CoreError::InvalidArgument(
+                    "the message lives longer than the 48 hour maximum".into(),
+                ));
+            }
+            Some(_) => {}
+        }
+        let target = C2dTarget {
+            device: device.clone(),
+            module: None,
+        };
+        let hub = &caller.hub().name;
+        match self
+            .queue
+            .enqueue(hub, &target, &message, self.settings.queue)
+            .await
+        {
+            Ok(_) => {}
+            Err(StoreError::Conflict) => return Err(CoreError::QueueFull(device.clone())),
+            // The hub was deleted while the request ran.
+            Err(StoreError::ParentMissing) => return Err(CoreError::HubNotFound(hub.to_string())),
+            Err(other) => return Err(other.into()),
+        }
+        let key = IdentityKey {
+            hub: hub.clone(),
+            device: device.clone(),
+            module: None,
+        };
+        self.presence.send(&key, DeviceCommand::CloudToDeviceAvailable);
+        Ok(())
+    }
+
+    /// Locks the next message for a connected identity, dead-lettering expired and over-delivered
+    /// ones on the way.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn lock_next(&self, identity: &DeviceIdentity) -> Result<Option<QueuedMessage>, CoreError> {
+        let target = C2dTarget {
+            device: identity.device_id.clone(),
+            module: identity.module_id.clone(),
+        };
+        let now = self.clock.now();
+        let outcome = self
+            .queue
+            .lock_next(
+                &identity.hub.name,
+                &target,
+                now,
+                self.settings.lock_duration,
+                self.settings.queue,
+            )
+            .await?;
+        for (dead, reason) in &outcome.dead {
+            let status = match reason {
+                DeadReason::Expired => FeedbackStatus::Expired,
+                DeadReason::DeliveryCountExceeded => FeedbackStatus::DeliveryCountExceeded,
+            };
+            self.record_feedback(
+                &identity.hub.name,
+                &identity.device_id,
+                &identity.generation_id,
+                dead,
+                status,
+            );
+        }
+        Ok(outcome.locked)
+    }
+
+    /// Completes a delivered message (MQTT PUBACK, AMQP accepted, HTTP DELETE).
+    ///
+    /// # Errors
+    /// `DeviceMessageLockLost` for an unknown token or a lapsed lock.
+    pub async fn complete(&self, identity: &DeviceIdentity, token: &str) -> Result<(), CoreError> {
+        let target = C2dTarget {
+            device: identity.device_id.clone(),
+            module: identity.module_id.clone(),
+        };
+        let done = self
+            .queue
+            .complete(&identity.hub.name, &target, token, self.clock.now())
+            .await
+            .map_err(lock_lost)?;
+        self.record_feedback(
+            &identity.hub.name,
+            &identity.device_id,
+            &identity.generation_id,
+            &done,
+            FeedbackStatus::Success,
+        );
+        Ok(())
+    }
+
+    /// Rejects a delivered message: it is removed and, if asked for, reported as `Rejected`.
+    ///
+    /// # Errors
+    /// `DeviceMessageLockLost` for an unknown token or a lapsed lock.
+    pub async fn reject(&self, identity: &DeviceIdentity, token: &str) -> Result<(), CoreError> {
+        let target = C2dTarget {
+            device: identity.device_id.clone(),
+            module: identity.module_id.clone(),
+        };
+        let done = self
+            .queue
+            .reject(&identity.hub.name, &target, token, self.clock.now())
+            .await
+            .map_err(lock_lost)?;
+        self.record_feedback(
+            &identity.hub.name,
+            &identity.device_id,
+            &identity.generation_id,
+            &done,
+            FeedbackStatus::Rejected,
+        );
+        Ok(())
+    }
+
+    /// Abandons a delivered message: it is unlocked and delivered again.
+    ///
+    /// # Errors
+    /// `DeviceMessageLockLost` for an unknown token or a lapsed lock.
+    pub async fn abandon(&self, identity: &DeviceIdentity, token: &str) -> Result<(), CoreError> {
+        let target = C2dTarget {
+            device: identity.device_id.clone(),
+            module: identity.module_id.clone(),
+        };
+        self.queue
+            .abandon(&identity.hub.name, &target, token, self.clock.now())
+            .await
+            .map_err(lock_lost)
+    }
+
+    /// Removes every message queued for a device (`DELETE /devices/{id}/commands`); returns how
+    /// many were removed.
+    ///
+    /// # Errors
+    /// `DeviceNotFound`.
+    pub async fn purge(&self, caller: &Caller, device: &DeviceId) -> Result<usize, CoreError> {
+        caller.require(Permission::ServiceConnect)?;
+        let record = self.registry.device(caller, device).await?;
+        let target = C2dTarget {
+            device: device.clone(),
+            module: None,
+        };
+        let purged = self.queue.purge(&caller.hub().name, &target).await?;
+        for message in &purged {
+            self.record_feedback(
+                &caller.hub().name,
+                device,
+                &record.generation_id,
+                message,
+                FeedbackStatus::Purged,
+            );
+        }
+        Ok(purged.len())
+    }
+
+    /// Returns how many messages wait for a device.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn depth(&self, hub: &HubName, device: &DeviceId) -> Result<usize, CoreError> {
+        let target = C2dTarget {
+            device: device.clone(),
+            module: None,
+        };
+        Ok(self.queue.depth(hub, &target).await?)
+    }
+
+    /// Dead-letters expired messages of every queue of `hub`; returns how many.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn sweep_expired(&self, hub: &HubName) -> Result<usize, CoreError> {
+        let expired = self.queue.sweep_expired(hub, self.clock.now(), 1000).await?;
+        for (target, message) in &expired {
+            // The device may be gone; its generation id is then unknown.
+            let generation = match self.registry.store.device(hub, &target.device).await {
+                Ok(Some(stored)) => stored.value.device.generation_id,
+                _ => String::new(),
+            };
+            self.record_feedback(hub, &target.device, &generation, message, FeedbackStatus::Expired);
+        }
+        Ok(expired.len())
+    }
+
+    /// Takes up to `max` feedback records of `hub`, oldest first.
+    pub fn take_feedback(&self, hub: &HubName, max: usize) -> Vec<FeedbackRecord> {
+        let mut feedback = self.feedback.lock();
+        let Some(queue) = feedback.get_mut(hub) else {
+            return Vec::new();
+        };
+        let count = max.min(queue.len());
+        queue.drain(..count).collect()
+    }
+
+    fn record_feedback(
+        &self,
+        hub: &HubName,
+        device: &DeviceId,
+        generation_id: &str,
+        message: &QueuedMessage,
+        status: FeedbackStatus,
+    ) {
+        if !wants_feedback(message.message.ack, status) {
+            return;
+        }
+        let record = FeedbackRecord {
+            original_message_id: message.message.message_id.clone().unwrap_or_default(),
+            description: format!("{status:?}"),
+            status_code: status,
+            device_generation_id: generation_id.to_owned(),
+            device_id: device.to_string(),
+            enqueued_time_utc: self.clock.now().to_string(),
+        };
+        let mut feedback = self.feedback.lock();
+        let queue = feedback.entry(hub.clone()).or_default();
+        if queue.len() >= self.settings.max_feedback_records {
+            // Bounded: the oldest record is dropped rather than memory growing without limit.
+            queue.pop_front();
+        }
+        queue.push_back(record);
+    }
+}
+
+fn lock_lost(error: StoreError) -> CoreError {
+    match error {
+        StoreError::NotFound => CoreError::MessageLockLost,
+        other => other.into(),
+    }
+}
