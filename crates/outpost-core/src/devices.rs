@@ -228,6 +228,7 @@ pub struct OutgoingMessage {
 pub struct Telemetry {
     log: Arc<dyn EventLog>,
     clock: Arc<dyn Clock>,
+    metrics: Arc<crate::Metrics>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -238,8 +239,8 @@ impl std::fmt::Debug for Telemetry {
 
 impl Telemetry {
     /// Builds the telemetry service over an event log.
-    pub fn new(log: Arc<dyn EventLog>, clock: Arc<dyn Clock>) -> Self {
-        Self { log, clock }
+    pub fn new(log: Arc<dyn EventLog>, clock: Arc<dyn Clock>, metrics: Arc<crate::Metrics>) -> Self {
+        Self { log, clock, metrics }
     }
 
     /// Returns the event log (the built-in endpoint reads from it).
@@ -280,7 +281,11 @@ impl Telemetry {
             payloads.push(stamped.encode());
         }
         let partition = partition_for(&identity.device_id, identity.hub.partition_count);
-        Ok(self.log.append(&identity.hub.name, partition, payloads).await?)
+        let bytes: usize = payloads.iter().map(bytes::Bytes::len).sum();
+        let appended = self.log.append(&identity.hub.name, partition, payloads).await?;
+        self.metrics
+            .record_telemetry(&identity.hub.name, appended.len() as u64, bytes as u64);
+        Ok(appended)
     }
 }
 

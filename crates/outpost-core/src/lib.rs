@@ -46,7 +46,7 @@ pub use devices::{DeviceAuthMethod, DeviceCredential, DeviceIdentity, OutgoingMe
 pub use error::{AuthFailure, CoreError, StoreError};
 pub use hubs::Hubs;
 pub use methods::{MethodCall, MethodResult};
-pub use metrics::Metrics;
+pub use metrics::{HubGauges, Metrics};
 pub use outpost_model::{ErrorCode, HasErrorCode};
 pub use ports::{
     AppendedEvent, Clock, DeviceCounts, DeviceRecord, EventLog, Expected, HubStore, LogPosition,
@@ -127,7 +127,11 @@ impl Outpost {
                 .ensure_partitions(&hub.name, hub.partition_count)
                 .await?;
         }
-        let telemetry = Arc::new(Telemetry::new(backends.events, backends.clock.clone()));
+        let telemetry = Arc::new(Telemetry::new(
+            backends.events,
+            backends.clock.clone(),
+            metrics.clone(),
+        ));
         // Locks belonged to connections of the previous run; their messages are deliverable again.
         backends.c2d.release_all_locks().await?;
         let c2d = Arc::new(CloudToDevice::new(

@@ -43,6 +43,19 @@ impl Histogram {
 pub struct Metrics {
     http_requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     storage_latency: Mutex<BTreeMap<&'static str, Histogram>>,
+    /// Per hub: accepted device-to-cloud messages and their body bytes.
+    telemetry: Mutex<BTreeMap<HubName, (u64, u64)>>,
+}
+
+/// Gauges of one hub, read when metrics are scraped.
+#[derive(Debug, Clone)]
+pub struct HubGauges {
+    /// The hub.
+    pub hub: HubName,
+    /// Its devices by status.
+    pub devices: DeviceCounts,
+    /// Its connected devices.
+    pub connected_devices: usize,
 }
 
 impl Metrics {
@@ -60,8 +73,16 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Renders every metric, plus the per-hub device counts given, in the Prometheus text format.
-    pub fn render(&self, devices: &[(HubName, DeviceCounts)]) -> String {
+    /// Counts device-to-cloud messages accepted into a hub's event log.
+    pub fn record_telemetry(&self, hub: &HubName, messages: u64, bytes: u64) {
+        let mut telemetry = self.telemetry.lock();
+        let entry = telemetry.entry(hub.clone()).or_default();
+        entry.0 += messages;
+        entry.1 += bytes;
+    }
+
+    /// Renders every metric, plus the per-hub gauges given, in the Prometheus text format.
+    pub fn render(&self, hubs: &[HubGauges]) -> String {
         let mut out = String::new();
         out.push_str("# HELP outpost_http_requests_total HTTP requests by API and status.\n");
         out.push_str("# TYPE outpost_http_requests_total counter\n");
@@ -73,7 +94,8 @@ impl Metrics {
         }
         out.push_str("# HELP outpost_devices Devices per hub and status.\n");
         out.push_str("# TYPE outpost_devices gauge\n");
-        for (hub, counts) in devices {
+        for gauges in hubs {
+            let (hub, counts) = (&gauges.hub, gauges.devices);
             let _ = writeln!(
                 out,
                 "outpost_devices{{hub=\"{hub}\",status=\"enabled\"}} {}",
@@ -84,6 +106,31 @@ impl Metrics {
                 "outpost_devices{{hub=\"{hub}\",status=\"disabled\"}} {}",
                 counts.disabled
             );
+        }
+        out.push_str("# HELP outpost_connected_devices Devices with a live connection, per hub.\n");
+        out.push_str("# TYPE outpost_connected_devices gauge\n");
+        for gauges in hubs {
+            let _ = writeln!(
+                out,
+                "outpost_connected_devices{{hub=\"{}\"}} {}",
+                gauges.hub, gauges.connected_devices
+            );
+        }
+        out.push_str("# HELP outpost_telemetry_messages_total Device-to-cloud messages stored, per hub.\n");
+        out.push_str("# TYPE outpost_telemetry_messages_total counter\n");
+        let telemetry = self.telemetry.lock().clone();
+        for (hub, (messages, _)) in &telemetry {
+            let _ = writeln!(
+                out,
+                "outpost_telemetry_messages_total{{hub=\"{hub}\"}} {messages}"
+            );
+        }
+        out.push_str(
+            "# HELP outpost_telemetry_bytes_total Body bytes of device-to-cloud messages stored, per hub.\n",
+        );
+        out.push_str("# TYPE outpost_telemetry_bytes_total counter\n");
+        for (hub, (_, bytes)) in &telemetry {
+            let _ = writeln!(out, "outpost_telemetry_bytes_total{{hub=\"{hub}\"}} {bytes}");
         }
         out.push_str("# HELP outpost_storage_operation_seconds Latency of storage operations.\n");
         out.push_str("# TYPE outpost_storage_operation_seconds histogram\n");

@@ -267,14 +267,15 @@ async fn forward_to_service(
 }
 
 async fn metrics(State(state): State<OperatorState>) -> Result<Response, ApiError> {
-    let mut devices = Vec::new();
+    let mut gauges = Vec::new();
     for hub in state.outpost.hubs.list() {
         let caller = outpost_core::Caller::operator(hub.clone());
-        devices.push((
-            hub.name.clone(),
-            state.outpost.registry.device_counts(&caller).await?,
-        ));
+        gauges.push(outpost_core::HubGauges {
+            hub: hub.name.clone(),
+            devices: state.outpost.registry.device_counts(&caller).await?,
+            connected_devices: state.outpost.registry.connected_device_count(&caller)?,
+        });
     }
-    let body = state.outpost.metrics.render(&devices);
+    let body = state.outpost.metrics.render(&gauges);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }
