@@ -229,6 +229,26 @@ async fn telemetry_is_acknowledged_in_order_and_stored_with_properties_and_stamp
         .device(&Caller::operator(hub.clone()), &DeviceId::new("dev1").unwrap())
         .await
         .unwrap();
+    assert_eq!(device.connection_state, outpost_model::ConnectionState::Connected);
+    let operator = Caller::operator(hub.clone());
+    assert_eq!(
+        server.outpost.registry.connected_device_count(&operator).unwrap(),
+        1
+    );
+    let gauges = [outpost_core::HubGauges {
+        hub: hub.name.clone(),
+        devices: Default::default(),
+        connected_devices: 1,
+    }];
+    let metrics = server.outpost.metrics.render(&gauges);
+    assert!(
+        metrics.contains("outpost_telemetry_messages_total{hub=\"localhost\"} 20"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("outpost_connected_devices{hub=\"localhost\"} 1"),
+        "{metrics}"
+    );
     for (n, event) in events.iter().enumerate() {
         assert_eq!(event.position.sequence_number, n as u64);
         let message = Message::decode(event.payload.clone()).unwrap();
