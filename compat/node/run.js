@@ -158,7 +158,7 @@ async function main() {
   process.once('SIGTERM', onSignal);
   try {
     server = await startServer(binary, dataDir, path.join(tmp, 'logs'));
-    const env = { ...process.env, NODE_EXTRA_CA_CERTS: server.caPath, OUTPOST_CA_PATH: server.caPath, OUTPOST_DATA_DIR: dataDir };
+    const env = { ...process.env, NODE_EXTRA_CA_CERTS: server.caPath, OUTPOST_CA_PATH: server.caPath, OUTPOST_DATA_DIR: dataDir, OUTPOST_BIN: binary };
     for (const policy of POLICIES) env[envName(policy)] = connectionString(binary, dataDir, policy);
     const code = await runTests(files, nodeOptions, env);
     if (code !== 0) {

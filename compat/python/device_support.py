@@ -7,6 +7,8 @@
 * reading a device's telemetry back through the operator API of the running server;
 * a recorder of the MQTT traffic the SDK and paho log (CONNECT, CONNACK, PUBLISH topics, …), shown
   when a test fails;
+* cloud-to-device messages sent through the operator API or the CLI, the SDK's
+  `on_message_received` inbox, and feedback records read through the operator API;
 * `within`: the sync SDK waits forever for an answer the server never sends, so every SDK call
   that needs an answer runs with a deadline.
 """
@@ -18,7 +20,9 @@ import collections
 import datetime
 import hashlib
 import hmac
+import json
 import logging
+import socket
 import threading
 import time
 import urllib.parse
@@ -396,6 +400,8 @@ class RawMqtt:
         self.session_present: bool | None = None
         self.disconnected = threading.Event()
         self.messages: "collections.deque[tuple[str, bytes]]" = collections.deque()
+        self.received: list = []  # the paho MQTTMessage objects (qos, dup, topic, payload)
+        self.drop_before_puback = False
         self.acked: set[int] = set()
         self.granted: dict[int, list[int]] = {}
         self._cond = threading.Condition()
@@ -429,10 +435,22 @@ class RawMqtt:
             self._cond.notify_all()
 
     def _on_message(self, client, userdata, message):
-        note(f"{self.client_id}: received PUBLISH q{message.qos} {message.topic} {message.payload[:300]!r}")
+        note(f"{self.client_id}: received PUBLISH q{message.qos} dup={int(message.dup)} {message.topic} "
+             f"{message.payload[:300]!r}")
         with self._cond:
             self.messages.append((message.topic, bytes(message.payload)))
+            self.received.append(message)
             self._cond.notify_all()
+        if self.drop_before_puback:
+            # paho 1.6.1 sends the PUBACK of a QoS 1 PUBLISH after this callback returns; cutting
+            # the socket here means the server never gets it (a device that lost its link while
+            # handling the message).
+            note(f"{self.client_id}: cutting the connection before the PUBACK of {message.topic}")
+            self.drop_before_puback = False
+            try:
+                self.client.socket().shutdown(socket.SHUT_RDWR)
+            except OSError as exc:
+                note(f"{self.client_id}: shutdown failed: {exc!r}")
 
     def connect(self, timeout: float = 15) -> int | None:
         """Connects and waits for the CONNACK; returns its return code (None: the server closed
@@ -481,3 +499,106 @@ class RawMqtt:
             self.client.disconnect()
         finally:
             self.client.loop_stop()
+
+
+# ---- cloud-to-device: sending (operator API, CLI), the SDK's receive handler, feedback ---------
+#
+# The service SDKs' own C2D sender is AMQP, which the server does not speak yet: messages are sent
+# through the operator API (`POST /hubs/{hub}/devices/{id}/messages/devicebound`, what `outpost
+# device c2d-message send` mirrors from `az iot device c2d-message send`) or through the CLI.
+
+_C2D_FIELDS = {
+    "message_id": "messageId",
+    "correlation_id": "correlationId",
+    "user_id": "userId",
+    "content_type": "contentType",
+    "content_encoding": "contentEncoding",
+    "ack": "ack",
+    "expiry_time_utc": "expiryTimeUtc",
+    "properties": "properties",
+}
+
+
+def c2d_send_raw(server, device_id: str, data: str | None = None, hub: str = HUB_NAME, **fields):
+    """`POST /hubs/{hub}/devices/{id}/messages/devicebound`; returns (status, body)."""
+    body: dict = {} if data is None else {"data": data}
+    for name, value in fields.items():
+        body[_C2D_FIELDS[name]] = value
+    path = f"/hubs/{urllib.parse.quote(hub, safe='')}/devices/{urllib.parse.quote(device_id, safe='')}/messages/devicebound"
+    status, answer = server.operator_request("POST", path, body)
+    note(f"operator POST {path} {json.dumps(body)[:300]} -> {status} {answer!r}")
+    return status, answer
+
+
+def c2d_send(server, device_id: str, data: str, hub: str = HUB_NAME, **fields) -> None:
+    """Queues a message through the operator API and checks the 204."""
+    status, answer = c2d_send_raw(server, device_id, data, hub, **fields)
+    assert status == 204, f"operator API send to {device_id} -> {status} {answer!r}"
+
+
+def c2d_cli(server, *args: str) -> str:
+    """`outpost device c2d-message <args> --data-dir DIR` (the CLI reaches the running server)."""
+    out = server.cli("device", "c2d-message", *args, "--data-dir", str(server.data_dir))
+    note(f"outpost device c2d-message {' '.join(args)} -> {out.strip()[:300]!r}")
+    return out
+
+
+_PENDING_FEEDBACK: dict[int, list[dict]] = {}
+
+
+def feedback_records(server, device_id: str, expect: int = 1, timeout: float = 10.0,
+                     hub: str = HUB_NAME) -> list[dict]:
+    """The feedback records of one device, from the operator API (`GET /hubs/{hub}/feedback`),
+    polling until `expect` are there or `timeout` passes. Reading consumes records, so the ones of
+    other devices are kept here for the tests that look for them."""
+    pending = _PENDING_FEEDBACK.setdefault(id(server), [])
+    deadline = time.monotonic() + timeout
+    while True:
+        page = server.operator_get(f"/hubs/{urllib.parse.quote(hub, safe='')}/feedback", {"max": 1000})
+        if page:
+            note(f"feedback read: {json.dumps(page)[:600]}")
+        pending.extend(page)
+        mine = [record for record in pending if record.get("deviceId") == device_id]
+        if len(mine) >= expect or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    for record in mine:
+        pending.remove(record)
+    return mine
+
+
+class C2dInbox:
+    """Collects what the SDK hands to `on_message_received` (cloud-to-device messages for a device
+    client). Setting the handler subscribes to `devices/{id}/messages/devicebound/#` and waits for
+    the SUBACK (sync_clients.py:_enable_feature)."""
+
+    def __init__(self, client):
+        self.messages: list = []
+        self._cond = threading.Condition()
+        within(20, setattr, client, "on_message_received", self._on_message,
+               what="setting on_message_received")
+
+    def _on_message(self, message):
+        note(f"on_message_received: data={message.data!r} message_id={message.message_id!r} "
+             f"correlation_id={message.correlation_id!r} content_type={message.content_type!r} "
+             f"content_encoding={message.content_encoding!r} ack={message.ack!r} "
+             f"expiry_time_utc={message.expiry_time_utc!r} custom_properties={message.custom_properties!r}")
+        with self._cond:
+            self.messages.append(message)
+            self._cond.notify_all()
+
+    def wait(self, count: int, timeout: float = 10.0) -> list:
+        """The first `count` messages; fails when fewer arrived within `timeout`."""
+        with self._cond:
+            self._cond.wait_for(lambda: len(self.messages) >= count, timeout)
+            got = list(self.messages)
+        assert len(got) >= count, (
+            f"on_message_received got {len(got)} message(s) within {timeout:.0f}s, expected {count}: "
+            f"{[m.data for m in got]}")
+        return got[:count]
+
+    def settle(self, seconds: float) -> list:
+        """Everything received after waiting `seconds` more (to check nothing else arrives)."""
+        time.sleep(seconds)
+        with self._cond:
+            return list(self.messages)

@@ -214,6 +214,30 @@ class OutpostServer:
         except urllib.error.HTTPError as exc:
             raise OutpostError(f"GET {url} -> {exc.code}: {exc.read()[:500]!r}") from exc
 
+    def operator_request(self, method: str, path: str, body=None, timeout: float = 40.0):
+        """Any verb on the operator API with a JSON body; returns (status, parsed JSON or text or
+        None). Unlike `operator_get` it does not raise on an error status: tests check it."""
+        if not self.operator_endpoint:
+            raise OutpostError("the server is not running (no operator endpoint)")
+        url = self.operator_endpoint.rstrip("/") + path
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Authorization": f"Bearer {self.operator_token}"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(request, timeout=timeout) as response:
+                status, raw = response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            status, raw = exc.code, exc.read()
+        if not raw:
+            return status, None
+        try:
+            return status, json.loads(raw)
+        except json.JSONDecodeError:
+            return status, raw.decode(errors="replace")
+
     def partitions(self, hub: str = "localhost") -> list[dict]:
         """`GET /hubs/{hub}/partitions`."""
         return self.operator_get(f"/hubs/{urllib.parse.quote(hub)}/partitions")

@@ -235,8 +235,85 @@ async function deviceEvents(deviceId, { moduleId, expect = 1, timeoutMs = 10000,
   return found;
 }
 
+// ---- cloud-to-device: sending (operator API, CLI), purge, feedback --------------------------------
+// The service SDK's own C2D sender is AMQP, which the server does not speak yet: messages go
+// through the operator API (`POST /hubs/{hub}/devices/{id}/messages/devicebound`, 204) or the CLI.
+
+async function operatorRequest(method, pathAndQuery, body) {
+  const { url, token } = operatorEndpoint();
+  const headers = { Authorization: `Bearer ${token}` };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const response = await fetch(url + pathAndQuery, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await response.text();
+  let parsed = text;
+  try { parsed = text ? JSON.parse(text) : null; } catch { /* keep the text */ }
+  return { status: response.status, body: parsed };
+}
+
+// fields: messageId, correlationId, userId, contentType, contentEncoding, ack, expiryTimeUtc, properties
+async function c2dSendRaw(deviceId, data, fields = {}, hub = HUB_NAME) {
+  return operatorRequest('POST', `/hubs/${encodeURIComponent(hub)}/devices/${encodeURIComponent(deviceId)}/messages/devicebound`,
+    data === undefined ? { ...fields } : { data, ...fields });
+}
+
+async function c2dSend(deviceId, data, fields = {}, hub = HUB_NAME) {
+  const { status, body } = await c2dSendRaw(deviceId, data, fields, hub);
+  assert.equal(status, 204, `operator API send to ${deviceId} -> ${status} ${JSON.stringify(body)}`);
+}
+
+// `outpost device c2d-message <args> --data-dir DIR` (the CLI reaches the running server).
+function c2dCli(...args) {
+  const { execFileSync } = require('node:child_process');
+  const binary = process.env.OUTPOST_BIN; // set by run.js: the binary it started
+  if (!binary) throw new Error('OUTPOST_BIN is not set: run the suite with `node run.js`');
+  return execFileSync(binary, ['device', 'c2d-message', ...args, '--data-dir', process.env.OUTPOST_DATA_DIR], {
+    encoding: 'utf8', timeout: 30000, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+// `DELETE /devices/{id}/commands` (Azure's queue purge). azure-iothub 1.16.6 has no public method
+// for it (neither `Registry` nor `Client`), so it goes through the Registry's own RestApiClient,
+// which signs it exactly like every other Registry call.
+function purgeQueue(reg, deviceId) {
+  const { versionQueryString } = require('azure-iothub/dist/version');
+  return new Promise((resolve, reject) => {
+    reg._restApiClient.executeApiCall('DELETE', `/devices/${encodeURIComponent(deviceId)}/commands${versionQueryString()}`,
+      {}, null, (err, result, response) => (err ? reject(err) : resolve({ result, response })));
+  });
+}
+
+// The feedback records of one device from `GET /hubs/{hub}/feedback`, polling until `expect` are
+// there or `timeoutMs` passed. Reading consumes records: other devices' ones are kept here.
+const pendingFeedback = [];
+async function feedbackRecords(deviceId, { expect = 1, timeoutMs = 10000, hub = HUB_NAME } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let mine;
+  for (;;) {
+    pendingFeedback.push(...await operatorGet(`/hubs/${encodeURIComponent(hub)}/feedback?max=1000`));
+    mine = pendingFeedback.filter((r) => r.deviceId === deviceId);
+    if (mine.length >= expect || Date.now() >= deadline) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  for (const record of mine) pendingFeedback.splice(pendingFeedback.indexOf(record), 1);
+  return mine;
+}
+
+// The service `Client` (azure-iothub): `invokeDeviceMethod` is REST (device_method.js), the AMQP
+// transport it is built with is only opened by `open()`, which these tests never call.
+function serviceClient(policy = 'iothubowner') {
+  const { Client } = require('azure-iothub');
+  return Client.fromConnectionString(connectionString(policy));
+}
+
 module.exports = {
   HOST_NAME,
+  c2dCli,
+  c2dSend,
+  c2dSendRaw,
+  feedbackRecords,
+  operatorRequest,
+  purgeQueue,
+  serviceClient,
   assertGeneratedKey,
   caPem,
   closeAll,

@@ -305,3 +305,50 @@ def test_an_idle_connection_is_kept_alive_by_pings(hub, device):
     finally:
         raw.close()
     assert _payloads(hub, device.device_id, 1) == ["after-idle"]
+
+
+def _dropped_client(clients, device):
+    """An SDK client that does not reconnect by itself, and an Event set when it loses the link."""
+    client = clients.device(device.connection_string, connection_retry=False)
+    lost = threading.Event()
+
+    def on_state_change():
+        note(f"connection state changed, connected={client.connected}")
+        if not client.connected:
+            lost.set()
+
+    client.on_connection_state_change = on_state_change
+    connect(client)
+    return client, lost
+
+
+def test_disabling_a_connected_device_closes_its_connection(registry, clients, device):
+    from azure.iot.device.exceptions import CredentialError
+
+    client, lost = _dropped_client(clients, device)
+
+    registry.update_device_with_sas(device.device_id, "*", device.primary_key, device.secondary_key, "disabled")
+
+    assert lost.wait(10), "the connection of a device that was disabled stays open"
+    assert wait_until(lambda: registry.get_device(device.device_id).connection_state == "Disconnected", 5)
+    with pytest.raises(CredentialError):
+        connect(client)
+
+
+def test_deleting_a_connected_device_closes_its_connection(registry, clients, device):
+    client, lost = _dropped_client(clients, device)
+
+    registry.delete_device(device.device_id)
+
+    assert lost.wait(10), "the connection of a device that was deleted stays open"
+
+
+def test_a_connection_whose_sas_token_expires_is_closed(hub, device):
+    """The token's `se` bounds the connection (Azure closes it; the SDKs renew before that)."""
+    raw = RawMqtt(hub.server.ca_path, device.device_id, mqtt_username(device.device_id), device.token(ttl=3),
+                  keepalive=60)
+    try:
+        assert raw.connect() == 0
+        assert raw.disconnected.wait(10), "the connection outlived its SAS token by more than 7 s"
+    finally:
+        raw.close()

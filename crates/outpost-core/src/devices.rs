@@ -7,15 +7,15 @@ use bytes::Bytes;
 use outpost_auth::{KeyEncoding, Rights, SasToken, resource_in_scope};
 use outpost_model::{
     Annotations, AuthenticationType, DeviceId, DeviceStatus, Hub, MAX_MESSAGE_BYTES, Message, ModuleId,
-    SystemProperties, Timestamp, Twin, partition_for,
+    SystemProperties, Timestamp, partition_for,
 };
 
 use serde_json::{Map, Value, json};
 
 use crate::hubs::strip_port;
 use crate::presence::IdentityKey;
-use crate::registry::{CAS_ATTEMPTS, Registry};
-use crate::{AppendedEvent, AuthFailure, Clock, CoreError, EventLog, Expected};
+use crate::registry::Registry;
+use crate::{AppendedEvent, AuthFailure, Clock, CoreError, EventLog};
 
 /// What a connecting device presents.
 #[derive(Debug, Clone, Copy)]
@@ -307,7 +307,8 @@ impl Registry {
     /// # Errors
     /// `DeviceNotFound`/`ModuleNotFound` when the identity was deleted meanwhile.
     pub async fn device_side_twin(&self, identity: &DeviceIdentity) -> Result<Value, CoreError> {
-        let twin = self.identity_twin(identity).await?;
+        let (_, record) = self.load_identity(&identity.key()).await?;
+        let twin = record.twin();
         Ok(json!({
             "desired": twin.desired.to_json_without_metadata(),
             "reported": twin.reported.to_json_without_metadata(),
@@ -323,74 +324,11 @@ impl Registry {
         identity: &DeviceIdentity,
         patch: &Map<String, Value>,
     ) -> Result<u64, CoreError> {
-        let hub = &identity.hub.name;
-        for _ in 0..CAS_ATTEMPTS {
-            let now = self.now();
-            let written = match &identity.module_id {
-                Some(module_id) => {
-                    let stored = self
-                        .store
-                        .module(hub, &identity.device_id, module_id)
-                        .await?
-                        .ok_or_else(|| CoreError::ModuleNotFound {
-                            device: identity.device_id.clone(),
-                            module: module_id.clone(),
-                        })?;
-                    let mut record = stored.value;
-                    record.twin.apply_reported_patch(patch, now, &self.twin_limits)?;
-                    let version = record.twin.reported.version;
-                    self.store
-                        .put_module(hub, &record, Expected::Revision(stored.revision))
-                        .await
-                        .map(|_| version)
-                }
-                None => {
-                    let stored = self
-                        .store
-                        .device(hub, &identity.device_id)
-                        .await?
-                        .ok_or_else(|| CoreError::DeviceNotFound(identity.device_id.clone()))?;
-                    let mut record = stored.value;
-                    record.twin.apply_reported_patch(patch, now, &self.twin_limits)?;
-                    let version = record.twin.reported.version;
-                    self.store
-                        .put_device(hub, &record, Expected::Revision(stored.revision))
-                        .await
-                        .map(|_| version)
-                }
-            };
-            match written {
-                Ok(version) => return Ok(version),
-                Err(crate::StoreError::Conflict) => continue,
-                Err(other) => return Err(other.into()),
-            }
-        }
-        Err(CoreError::Contention)
-    }
-
-    async fn identity_twin(&self, identity: &DeviceIdentity) -> Result<Twin, CoreError> {
-        let hub = &identity.hub.name;
-        let twin = match &identity.module_id {
-            Some(module_id) => {
-                self.store
-                    .module(hub, &identity.device_id, module_id)
-                    .await?
-                    .ok_or_else(|| CoreError::ModuleNotFound {
-                        device: identity.device_id.clone(),
-                        module: module_id.clone(),
-                    })?
-                    .value
-                    .twin
-            }
-            None => {
-                self.store
-                    .device(hub, &identity.device_id)
-                    .await?
-                    .ok_or_else(|| CoreError::DeviceNotFound(identity.device_id.clone()))?
-                    .value
-                    .twin
-            }
-        };
-        Ok(twin)
+        let record = self
+            .change_twin(&identity.key(), None, |twin| {
+                Ok(twin.apply_reported_patch(patch, self.now(), &self.twin_limits)?)
+            })
+            .await?;
+        Ok(record.twin().reported.version)
     }
 }

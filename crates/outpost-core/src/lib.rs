@@ -24,6 +24,7 @@ pub mod cloud_to_device;
 pub mod devices;
 pub mod error;
 pub mod hubs;
+mod identity_records;
 pub mod methods;
 pub mod metrics;
 pub mod ports;

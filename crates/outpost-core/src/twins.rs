@@ -5,9 +5,10 @@ use outpost_model::{AuthenticationType, DeviceId, ModuleId, Twin, TwinUpdate};
 use serde_json::{Map, Value, json};
 
 use crate::access::{Caller, Permission};
+use crate::identity_records::IdentityRecord;
 use crate::presence::{DeviceCommand, IdentityKey};
-use crate::registry::{CAS_ATTEMPTS, Registry, check_etag};
-use crate::{CoreError, DeviceRecord, Expected, ModuleRecord, StoreError};
+use crate::registry::Registry;
+use crate::{CoreError, DeviceRecord, ModuleRecord};
 
 /// Whether a twin write merges (PATCH) or replaces (PUT).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,32 +44,31 @@ impl Registry {
         if_match: Option<&str>,
     ) -> Result<Value, CoreError> {
         caller.require(Permission::TwinWrite)?;
-        for _ in 0..CAS_ATTEMPTS {
-            let stored = self.load_device(caller, id).await?;
-            check_etag(&stored.value.twin.etag(), if_match)?;
-            let mut record = stored.value;
-            self.apply(&mut record.twin, update, mode)?;
-            match self
-                .store
-                .put_device(&caller.hub().name, &record, Expected::Revision(stored.revision))
-                .await
-            {
-                Ok(_) => {
-                    let key = IdentityKey {
-                        hub: caller.hub().name.clone(),
-                        device: id.clone(),
-                        module: None,
-                    };
-                    self.notify_desired(&key, &record.twin, update, mode);
-                    record.device = self.with_presence(&caller.hub().name, record.device);
-                    return Ok(device_twin_json(&record));
-                }
-                Err(StoreError::Conflict) => continue,
-                Err(StoreError::NotFound) => return Err(CoreError::DeviceNotFound(id.clone())),
-                Err(other) => return Err(other.into()),
-            }
-        }
-        Err(CoreError::Contention)
+        let key = IdentityKey {
+            hub: caller.hub().name.clone(),
+            device: id.clone(),
+            module: None,
+        };
+        let IdentityRecord::Device(mut record) = self.write_twin(&key, update, mode, if_match).await? else {
+            unreachable!("a device key loads a device record")
+        };
+        record.device = self.with_presence(&key.hub, record.device);
+        Ok(device_twin_json(&record))
+    }
+
+    /// Applies a service-side twin write and pushes the desired change to the identity.
+    async fn write_twin(
+        &self,
+        key: &IdentityKey,
+        update: &TwinUpdate,
+        mode: TwinWrite,
+        if_match: Option<&str>,
+    ) -> Result<IdentityRecord, CoreError> {
+        let record = self
+            .change_twin(key, if_match, |twin| self.apply(twin, update, mode))
+            .await?;
+        self.notify_desired(key, record.twin(), update, mode);
+        Ok(record)
     }
 
     /// Returns a module twin in Azure's Twin shape.
@@ -101,37 +101,16 @@ impl Registry {
         if_match: Option<&str>,
     ) -> Result<Value, CoreError> {
         caller.require(Permission::TwinWrite)?;
-        for _ in 0..CAS_ATTEMPTS {
-            let stored = self.load_module(caller, device, module).await?;
-            check_etag(&stored.value.twin.etag(), if_match)?;
-            let mut record = stored.value;
-            self.apply(&mut record.twin, update, mode)?;
-            match self
-                .store
-                .put_module(&caller.hub().name, &record, Expected::Revision(stored.revision))
-                .await
-            {
-                Ok(_) => {
-                    let key = IdentityKey {
-                        hub: caller.hub().name.clone(),
-                        device: device.clone(),
-                        module: Some(module.clone()),
-                    };
-                    self.notify_desired(&key, &record.twin, update, mode);
-                    record.module = self.with_module_presence(&caller.hub().name, record.module);
-                    return Ok(module_twin_json(&record));
-                }
-                Err(StoreError::Conflict) => continue,
-                Err(StoreError::NotFound | StoreError::ParentMissing) => {
-                    return Err(CoreError::ModuleNotFound {
-                        device: device.clone(),
-                        module: module.clone(),
-                    });
-                }
-                Err(other) => return Err(other.into()),
-            }
-        }
-        Err(CoreError::Contention)
+        let key = IdentityKey {
+            hub: caller.hub().name.clone(),
+            device: device.clone(),
+            module: Some(module.clone()),
+        };
+        let IdentityRecord::Module(mut record) = self.write_twin(&key, update, mode, if_match).await? else {
+            unreachable!("a module key loads a module record")
+        };
+        record.module = self.with_module_presence(&key.hub, record.module);
+        Ok(module_twin_json(&record))
     }
 
     /// Pushes a desired-properties change to the identity if it is connected (wire contract
