@@ -610,6 +610,7 @@ impl Session {
             return Ok(());
         };
         let Some(lock) = queued.lock else { return Ok(()) };
+        let redelivery = queued.delivery_count > 1;
         let message = queued.message;
         let expiry = message.expiry.to_string();
         let ack = match message.ack {
@@ -646,7 +647,8 @@ impl Session {
             .unwrap_or(1);
         let packet_id = PacketId::new(self.last_packet_id).expect("packet ids start at 1");
         let publish = Publish {
-            dup: false,
+            // MQTT 3.1.1 §3.3.1.1: a redelivery carries DUP.
+            dup: redelivery,
             qos: QoS::AtLeastOnce,
             retain: false,
             topic: format!("{prefix}{bag}"),

@@ -150,6 +150,8 @@ async fn cloud_to_device_messages_are_delivered_in_order_completed_by_puback_and
     assert!(connack.session_present);
     let again = client.next_publish().await;
     assert_eq!(again.payload, Bytes::from_static(b"first"));
+    assert!(again.dup, "a redelivery carries DUP");
+    assert!(!first.dup);
     client.send(Packet::PubAck(again.packet_id.unwrap())).await;
     let second = client.next_publish().await;
     assert_eq!(second.payload, Bytes::from_static(b"second"));
