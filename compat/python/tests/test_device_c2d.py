@@ -434,3 +434,25 @@ def test_queued_messages_and_subscriptions_survive_a_server_restart(hub, registr
     c2d_send(hub.server, online.device_id, "after-restart", message_id="after")
     got = kept_inbox.wait(1)
     assert got[0].data == b"after-restart"
+
+
+def test_a_module_client_receives_messages_sent_to_its_input(hub, registry, clients, device):
+    # Module inputs (wire reference §2.5): the module subscribes to
+    # `devices/{d}/modules/{m}/inputs/#`; the hub publishes on `…/inputs/{input}/{bag}` and the SDK
+    # reports the input name (mqtt_topic_iothub.py: get_input_name_from_topic).
+    from device_support import create_sas_module
+
+    module = create_sas_module(registry, device.device_id, "filter")
+    client = clients.module(module.connection_string)
+    connect(client)
+    inbox = C2dInbox(client)
+    path = (f"/hubs/localhost/devices/{urllib.parse.quote(device.device_id, safe='')}"
+            f"/modules/filter/inputs/input1/messages")
+    status, answer = hub.server.operator_request("POST", path, {"data": "to the module", "messageId": "mi-1",
+                                                               "properties": {"k": "v"}})
+    assert status == 204, answer
+    [message] = inbox.wait(1)
+    assert message.data == b"to the module"
+    assert message.input_name == "input1"
+    assert message.message_id == "mi-1"
+    assert message.custom_properties == {"k": "v"}

@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use outpost_model::{DeviceId, HubName, Timestamp};
+use outpost_model::{DeviceId, HubName, ModuleId, Timestamp};
 use parking_lot::Mutex;
 use serde::Serialize;
 
@@ -45,6 +45,25 @@ impl Default for C2dSettings {
             max_ttl: Duration::from_secs(48 * 3600),
             lock_duration: Duration::from_secs(60),
             max_feedback_records: 10_000,
+        }
+    }
+}
+
+/// Where a cloud-to-device message goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct C2dDestination {
+    /// The device.
+    pub device: DeviceId,
+    /// For module input messages: the module and the input name.
+    pub module_input: Option<(ModuleId, String)>,
+}
+
+impl C2dDestination {
+    /// Returns the destination of a device's own cloud-to-device messages.
+    pub fn device(device: DeviceId) -> Self {
+        Self {
+            device,
+            module_input: None,
         }
     }
 }
@@ -136,22 +155,41 @@ impl CloudToDevice {
         &self.queue
     }
 
-    /// Queues a message for a device and wakes its connection, if any.
+    /// Queues a message for a device, or for an input of one of its modules, and wakes the
+    /// identity's connection, if any. The destination is kept in `to`
+    /// (`/devices/<d>/messages/devicebound` or `/devices/<d>/modules/<m>/inputs/<input>`).
     ///
     /// # Errors
-    /// `DeviceNotFound`; `DeviceMaximumQueueDepthExceeded` when the queue is full; argument
-    /// errors for an expiry in the past or beyond the maximum time to live.
+    /// `DeviceNotFound`/`ModuleNotFound`; `DeviceMaximumQueueDepthExceeded` when the queue is
+    /// full; argument errors for an expiry in the past or beyond the maximum time to live, or an
+    /// input name that is not a topic level.
     pub async fn send(
         &self,
         caller: &Caller,
-        device: &DeviceId,
+        destination: &C2dDestination,
         mut message: C2dMessage,
     ) -> Result<(), CoreError> {
         caller.require(Permission::ServiceConnect)?;
-        self.registry.device(caller, device).await?;
+        let device = &destination.device;
+        let module = match &destination.module_input {
+            Some((module, input)) => {
+                if input.is_empty() || input.len() > 128 || input.contains(['/', '#', '+', '?', '&']) {
+                    return Err(CoreError::InvalidArgument(format!(
+                        "'{input}' is not a valid input name"
+                    )));
+                }
+                self.registry.module(caller, device, module).await?;
+                message.to = format!("/devices/{device}/modules/{module}/inputs/{input}");
+                Some(module.clone())
+            }
+            None => {
+                self.registry.device(caller, device).await?;
+                message.to = format!("/devices/{device}/messages/devicebound");
+                None
+            }
+        };
         let now = self.clock.now();
         message.enqueued_time = now;
-        message.to = format!("/devices/{device}/messages/devicebound");
         let now_ms = now.unix_millis().unwrap_or_default();
         let max_ms = now_ms + self.settings.max_ttl.as_millis() as i64;
         match message.expiry.unix_millis() {
@@ -173,7 +211,7 @@ impl CloudToDevice {
         }
         let target = C2dTarget {
             device: device.clone(),
-            module: None,
+            module: module.clone(),
         };
         let hub = &caller.hub().name;
         match self
@@ -190,7 +228,7 @@ impl CloudToDevice {
         let key = IdentityKey {
             hub: hub.clone(),
             device: device.clone(),
-            module: None,
+            module,
         };
         self.presence.send(&key, DeviceCommand::CloudToDeviceAvailable);
         Ok(())

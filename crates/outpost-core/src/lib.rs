@@ -42,7 +42,7 @@ pub use c2d::{
     C2dLock, C2dMessage, C2dTarget, CloudToDeviceQueue, DeadReason, FeedbackAck, LockOutcome, QueueLimits,
     QueuedMessage,
 };
-pub use cloud_to_device::{C2dSettings, CloudToDevice, FeedbackRecord, FeedbackStatus};
+pub use cloud_to_device::{C2dDestination, C2dSettings, CloudToDevice, FeedbackRecord, FeedbackStatus};
 pub use devices::{DeviceAuthMethod, DeviceCredential, DeviceIdentity, OutgoingMessage, Telemetry};
 pub use error::{AuthFailure, CoreError, StoreError};
 pub use hubs::Hubs;

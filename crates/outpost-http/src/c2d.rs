@@ -8,8 +8,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use outpost_core::{C2dMessage, ErrorCode, FeedbackAck};
-use outpost_model::{DeviceId, Timestamp};
+use outpost_core::{C2dDestination, C2dMessage, ErrorCode, FeedbackAck};
+use outpost_model::{DeviceId, ModuleId, Timestamp};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -69,7 +69,46 @@ pub(crate) async fn send(
     AzureJson(request): AzureJson<SendRequest>,
 ) -> Result<Response, ApiError> {
     let hub = find_hub(&state, &path.hub)?;
-    let device = DeviceId::new(&path.id)?;
+    let destination = C2dDestination::device(DeviceId::new(&path.id)?);
+    let message = message_from(request)?;
+    state
+        .outpost
+        .c2d
+        .send(&outpost_core::Caller::operator(hub), &destination, message)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ModuleInputPath {
+    hub: String,
+    id: String,
+    mid: String,
+    input: String,
+}
+
+/// `POST /hubs/{hub}/devices/{id}/modules/{mid}/inputs/{input}/messages`: queues a message for
+/// an input of a module (what an edge route would deliver).
+pub(crate) async fn send_to_module_input(
+    State(state): State<OperatorState>,
+    Path(path): Path<ModuleInputPath>,
+    AzureJson(request): AzureJson<SendRequest>,
+) -> Result<Response, ApiError> {
+    let hub = find_hub(&state, &path.hub)?;
+    let destination = C2dDestination {
+        device: DeviceId::new(&path.id)?,
+        module_input: Some((ModuleId::new(&path.mid)?, path.input)),
+    };
+    let message = message_from(request)?;
+    state
+        .outpost
+        .c2d
+        .send(&outpost_core::Caller::operator(hub), &destination, message)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn message_from(request: SendRequest) -> Result<C2dMessage, ApiError> {
     let invalid = |text: &str| ApiError::new(ErrorCode::ArgumentInvalid, text.to_owned());
     let body = match (request.data, request.data_base64) {
         (Some(text), None) => text.into_bytes(),
@@ -119,12 +158,7 @@ pub(crate) async fn send(
         body: body.into(),
         enqueued_time: Timestamp::NEVER,
     };
-    state
-        .outpost
-        .c2d
-        .send(&outpost_core::Caller::operator(hub), &device, message)
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(message)
 }
 
 #[derive(Debug, Deserialize)]

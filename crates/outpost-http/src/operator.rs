@@ -73,6 +73,10 @@ pub fn routes(state: OperatorState) -> Router {
             "/hubs/{hub}/devices/{id}/messages/devicebound",
             axum::routing::post(crate::c2d::send),
         )
+        .route(
+            "/hubs/{hub}/devices/{id}/modules/{mid}/inputs/{input}/messages",
+            axum::routing::post(crate::c2d::send_to_module_input),
+        )
         .route("/hubs/{hub}/feedback", get(crate::c2d::feedback))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

@@ -599,11 +599,15 @@ impl Session {
         &mut self,
         writer: &mut PacketWriter<S>,
     ) -> Result<(), ConnectionError> {
-        if self.c2d_in_flight.is_some() || self.identity.module_id.is_some() {
+        if self.c2d_in_flight.is_some() {
             return Ok(());
         }
-        let prefix = format!("devices/{}/messages/devicebound/", self.identity.device_id);
-        if !self.subscribed(&prefix) {
+        // Devices receive on `…/messages/devicebound/<bag>`, modules on their inputs (§2.5).
+        let listening = match &self.identity.module_id {
+            Some(module) => format!("devices/{}/modules/{module}/inputs/any", self.identity.device_id),
+            None => format!("devices/{}/messages/devicebound/", self.identity.device_id),
+        };
+        if !self.subscribed(&listening) {
             return Ok(());
         }
         let Some(queued) = self.context.outpost.c2d.lock_next(&self.identity).await? else {
@@ -612,6 +616,19 @@ impl Session {
         let Some(lock) = queued.lock else { return Ok(()) };
         let redelivery = queued.delivery_count > 1;
         let message = queued.message;
+        let prefix = match &self.identity.module_id {
+            Some(module) => {
+                let input = message
+                    .to
+                    .rsplit_once("/inputs/")
+                    .map_or("input", |(_, input)| input);
+                format!(
+                    "devices/{}/modules/{module}/inputs/{input}/",
+                    self.identity.device_id
+                )
+            }
+            None => listening,
+        };
         let expiry = message.expiry.to_string();
         let ack = match message.ack {
             FeedbackAck::None => None,

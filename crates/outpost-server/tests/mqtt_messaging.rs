@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mqtt_support::{Client, create_device, device_token, start};
-use outpost_core::{Caller, DeviceSpec};
+use outpost_core::{C2dDestination, Caller, DeviceSpec};
 use outpost_model::{DeviceId, DeviceStatus};
 use outpost_mqtt::codec::{Packet, QoS};
 use serde_json::{Value, json};
@@ -117,11 +117,19 @@ async fn cloud_to_device_messages_are_delivered_in_order_completed_by_puback_and
     let device = DeviceId::new("dev1").unwrap();
     let c2d_service = &server.outpost.c2d;
     c2d_service
-        .send(&caller, &device, c2d("m1", "first", FeedbackAck::Full))
+        .send(
+            &caller,
+            &C2dDestination::device(device.clone()),
+            c2d("m1", "first", FeedbackAck::Full),
+        )
         .await
         .unwrap();
     c2d_service
-        .send(&caller, &device, c2d("m2", "second", FeedbackAck::None))
+        .send(
+            &caller,
+            &C2dDestination::device(device.clone()),
+            c2d("m2", "second", FeedbackAck::None),
+        )
         .await
         .unwrap();
 
@@ -166,7 +174,11 @@ async fn cloud_to_device_messages_are_delivered_in_order_completed_by_puback_and
 
     // A message sent while connected arrives at once.
     c2d_service
-        .send(&caller, &device, c2d("m3", "live", FeedbackAck::None))
+        .send(
+            &caller,
+            &C2dDestination::device(device.clone()),
+            c2d("m3", "live", FeedbackAck::None),
+        )
         .await
         .unwrap();
     assert_eq!(client.next_publish().await.payload, Bytes::from_static(b"live"));
@@ -187,14 +199,18 @@ async fn cloud_to_device_queues_are_bounded_and_purgeable() {
         c2d_service
             .send(
                 &caller,
-                &device,
+                &C2dDestination::device(device.clone()),
                 c2d(&format!("m{n}"), "x", FeedbackAck::Negative),
             )
             .await
             .unwrap();
     }
     let full = c2d_service
-        .send(&caller, &device, c2d("over", "x", FeedbackAck::None))
+        .send(
+            &caller,
+            &C2dDestination::device(device.clone()),
+            c2d("over", "x", FeedbackAck::None),
+        )
         .await;
     assert!(matches!(full, Err(CoreError::QueueFull(_))), "{full:?}");
     assert_eq!(c2d_service.purge(&caller, &device).await.unwrap(), 50);
@@ -206,7 +222,7 @@ async fn cloud_to_device_queues_are_bounded_and_purgeable() {
     let unknown = c2d_service
         .send(
             &caller,
-            &DeviceId::new("nobody").unwrap(),
+            &C2dDestination::device(DeviceId::new("nobody").unwrap()),
             c2d("m", "x", FeedbackAck::None),
         )
         .await;
@@ -308,5 +324,94 @@ async fn disabling_deleting_or_token_expiry_closes_the_connection() {
         .await
         .unwrap();
     assert_eq!(client.next().await, None, "deleted");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn module_input_messages_arrive_on_the_module_inputs_topic() {
+    use outpost_core::{CoreError, FeedbackAck, ModuleSpec};
+    use outpost_model::ModuleId;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    create_device(&server, "dev1").await;
+    let hub = server.outpost.hubs.by_host("localhost").unwrap();
+    let caller = Caller::operator(hub.clone());
+    let device = DeviceId::new("dev1").unwrap();
+    let module = ModuleId::new("filter").unwrap();
+    let created = server
+        .outpost
+        .registry
+        .put_module(&caller, &device, &module, ModuleSpec::default(), None)
+        .await
+        .unwrap();
+    let key = created.authentication.symmetric_key.primary_key.unwrap();
+    let destination = C2dDestination {
+        device: device.clone(),
+        module_input: Some((module.clone(), "input1".into())),
+    };
+    server
+        .outpost
+        .c2d
+        .send(
+            &caller,
+            &destination,
+            c2d("mi1", "to the module", FeedbackAck::None),
+        )
+        .await
+        .unwrap();
+    let bad = C2dDestination {
+        device: device.clone(),
+        module_input: Some((module.clone(), "a/b".into())),
+    };
+    let refused = server
+        .outpost
+        .c2d
+        .send(&caller, &bad, c2d("x", "x", FeedbackAck::None))
+        .await;
+    assert!(
+        matches!(refused, Err(CoreError::InvalidArgument(_))),
+        "{refused:?}"
+    );
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let resource = outpost_auth::encode_resource("localhost/devices/dev1/modules/filter");
+    let token = outpost_auth::sign(
+        &resource,
+        &key,
+        outpost_auth::KeyEncoding::Base64Decoded,
+        now + 600,
+        None,
+    );
+    let (mut client, _) = Client::connect(&server, "dev1/filter", Some(token), false).await;
+    client.subscribe("devices/dev1/modules/filter/inputs/#").await;
+    let delivered = client.next_publish().await;
+    assert!(
+        delivered
+            .topic
+            .starts_with("devices/dev1/modules/filter/inputs/input1/"),
+        "{}",
+        delivered.topic
+    );
+    assert_eq!(delivered.payload, Bytes::from_static(b"to the module"));
+    client.send(Packet::PubAck(delivered.packet_id.unwrap())).await;
+    client.send(Packet::PingReq).await;
+    assert_eq!(client.next().await, Some(Packet::PingResp));
+    let target = outpost_core::C2dTarget {
+        device,
+        module: Some(module),
+    };
+    assert_eq!(
+        server
+            .outpost
+            .c2d
+            .queue()
+            .depth(&hub.name, &target)
+            .await
+            .unwrap(),
+        0
+    );
     server.shutdown().await;
 }

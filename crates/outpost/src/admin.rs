@@ -649,6 +649,12 @@ pub enum C2dCommand {
         /// Absolute expiry, RFC 3339 (default: the hub's time to live, 1 hour).
         #[arg(long)]
         expiry: Option<String>,
+        /// Send to an input of this module instead of the device (with --input).
+        #[arg(long, short = 'm', requires = "input")]
+        module_id: Option<String>,
+        /// The module input the message arrives on.
+        #[arg(long, requires = "module_id")]
+        input: Option<String>,
     },
     /// Removes every message queued for a device.
     Purge {
@@ -689,6 +695,8 @@ pub async fn device_messaging(global: &GlobalArgs, command: DeviceMessagingComma
             content_type,
             content_encoding,
             expiry,
+            module_id,
+            input,
         } => {
             let hub = hub_name(&client, hub).await?;
             let body = json!({
@@ -701,11 +709,20 @@ pub async fn device_messaging(global: &GlobalArgs, command: DeviceMessagingComma
                 "expiryTimeUtc": expiry,
                 "properties": parse_props(props.as_deref())?,
             });
-            let path = format!(
-                "/hubs/{}/devices/{}/messages/devicebound",
-                encode(&hub),
-                encode(&device_id)
-            );
+            let path = match (&module_id, &input) {
+                (Some(module), Some(input)) => format!(
+                    "/hubs/{}/devices/{}/modules/{}/inputs/{}/messages",
+                    encode(&hub),
+                    encode(&device_id),
+                    encode(module),
+                    encode(input)
+                ),
+                _ => format!(
+                    "/hubs/{}/devices/{}/messages/devicebound",
+                    encode(&hub),
+                    encode(&device_id)
+                ),
+            };
             client.call(Method::POST, &path, Some(&body)).await?;
             print(global.output, &json!({ "sent": device_id }), |_| {
                 format!("Queued a message for {device_id}")

@@ -178,6 +178,30 @@ fn admin_verbs_manage_hubs_devices_modules_and_twins() {
             "full",
         ],
     );
+    ok(
+        data,
+        &[
+            "device",
+            "c2d-message",
+            "send",
+            "-d",
+            "dev1",
+            "-m",
+            "temp",
+            "--input",
+            "in1",
+            "--data",
+            "to module",
+        ],
+    );
+    assert!(
+        !outpost(
+            data,
+            &["device", "c2d-message", "send", "-d", "dev1", "-m", "temp"]
+        )
+        .status
+        .success()
+    );
     let purged = json(data, &["device", "c2d-message", "purge", "-d", "dev1"]);
     assert_eq!(purged["totalMessagesPurged"], 1);
     assert!(
