@@ -622,6 +622,7 @@ pub enum DeviceMessagingCommand {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once per process")]
 pub enum C2dCommand {
     /// Queues a message for a device.
     Send {
