@@ -6,6 +6,12 @@
 /// field or key that failed instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
+    /// A certificate or certificate chain is malformed or does not verify.
+    #[error("bad certificate: {reason}")]
+    BadCertificate {
+        /// Why.
+        reason: String,
+    },
     /// The token is longer than [`MAX_TOKEN_LEN`](crate::MAX_TOKEN_LEN).
     #[error("sas token is {len} bytes, more than the {max} allowed")]
     TokenTooLong {

@@ -11,8 +11,10 @@
 //! - `rights`: [`Rights`], the policy rights as bitflags.
 //! - `thumbprint`: [`Thumbprint`], SHA-1 or SHA-256 certificate thumbprints.
 //! - `connection_string`: [`ConnectionString`] and its service, device and Event Hubs views.
+//! - `ca`: [`CaCertificate`] and [`verify_device_chain`], X.509 CA authentication of devices.
 //! - `error`: [`AuthError`], the crate's one error type.
 
+mod ca;
 mod connection_string;
 mod error;
 mod key;
@@ -21,6 +23,7 @@ mod sas;
 mod scope;
 mod thumbprint;
 
+pub use ca::{CaCertificate, verify_device_chain};
 pub use connection_string::{
     ConnectionString, DeviceConnectionString, EventHubConnectionString, ServiceConnectionString,
 };

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use outpost_auth::{KeyEncoding, Rights, SasToken, resource_in_scope};
+use outpost_auth::{CaCertificate, KeyEncoding, Rights, SasToken, resource_in_scope, verify_device_chain};
 use outpost_model::{
     Annotations, AuthenticationType, DeviceId, DeviceStatus, Hub, MAX_MESSAGE_BYTES, Message, ModuleId,
     SystemProperties, Timestamp, partition_for,
@@ -22,8 +22,8 @@ use crate::{AppendedEvent, AuthFailure, Clock, CoreError, EventLog};
 pub enum DeviceCredential<'a> {
     /// A SAS token (the MQTT password, an AMQP CBS token, an HTTP `Authorization` header).
     Sas(&'a str),
-    /// The DER leaf certificate of the TLS client.
-    X509(&'a [u8]),
+    /// The TLS client's DER certificate chain, leaf first.
+    X509(&'a [Vec<u8>]),
 }
 
 /// How a connection authenticated, for `iothub-connection-auth-method`.
@@ -189,14 +189,39 @@ impl Registry {
                 ));
                 method
             }
-            DeviceCredential::X509(leaf) => {
-                let thumbprints = &authentication.x509_thumbprint;
-                let matches = authentication.kind == AuthenticationType::SelfSigned
-                    && [&thumbprints.primary_thumbprint, &thumbprints.secondary_thumbprint]
-                        .into_iter()
-                        .flatten()
-                        .any(|thumbprint| thumbprint.matches_der(leaf));
-                if !matches {
+            DeviceCredential::X509(chain) => {
+                let leaf = chain.first().ok_or(unauthorized(AuthFailure::Missing))?;
+                let verified = match authentication.kind {
+                    AuthenticationType::SelfSigned => {
+                        let thumbprints = &authentication.x509_thumbprint;
+                        [&thumbprints.primary_thumbprint, &thumbprints.secondary_thumbprint]
+                            .into_iter()
+                            .flatten()
+                            .any(|thumbprint| thumbprint.matches_der(leaf))
+                    }
+                    AuthenticationType::CertificateAuthority => {
+                        // The leaf's common name names the identity: `<device>` or `<device>/<module>`.
+                        let expected_name = match module_id {
+                            Some(module) => format!("{device_id}/{module}"),
+                            None => device_id.to_string(),
+                        };
+                        let cas: Vec<CaCertificate> = hub
+                            .certificates
+                            .iter()
+                            .filter_map(|ca| CaCertificate::from_pem(&ca.pem).ok())
+                            .collect();
+                        let now = self.clock.now().unix_seconds().unwrap_or_default().max(0) as u64;
+                        match verify_device_chain(chain, &cas, now, &expected_name) {
+                            Ok(()) => true,
+                            Err(error) => {
+                                tracing::info!(device = %device_id, error = %error, "ca-signed certificate refused");
+                                false
+                            }
+                        }
+                    }
+                    AuthenticationType::Sas | AuthenticationType::None => false,
+                };
+                if !verified {
                     return Err(unauthorized(AuthFailure::BadSignature));
                 }
                 DeviceAuthMethod::X509

@@ -123,6 +123,61 @@ impl Hubs {
         Ok(())
     }
 
+    /// Registers (or replaces) a CA certificate on a hub; devices with `certificateAuthority`
+    /// authentication chain to it. Certificates registered by the operator count as verified.
+    ///
+    /// # Errors
+    /// `IotHubNotFound`; `ArgumentInvalid` when the PEM is not a CA certificate or the name is
+    /// not 1–128 characters of letters, digits, `-`, `_` and `.`.
+    pub async fn put_certificate(&self, hub: &str, name: &str, pem: &str) -> Result<Arc<Hub>, CoreError> {
+        let valid_name = !name.is_empty()
+            && name.len() <= 128
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !valid_name {
+            return Err(CoreError::InvalidArgument(format!(
+                "'{name}' is not a valid certificate name"
+            )));
+        }
+        outpost_auth::CaCertificate::from_pem(pem).map_err(|e| CoreError::InvalidArgument(e.to_string()))?;
+        let mut updated = self
+            .by_name(hub)
+            .ok_or_else(|| CoreError::HubNotFound(hub.to_owned()))?
+            .as_ref()
+            .clone();
+        updated
+            .certificates
+            .retain(|certificate| certificate.name != name);
+        updated.certificates.push(outpost_model::HubCertificate {
+            name: name.to_owned(),
+            pem: pem.to_owned(),
+        });
+        self.update(updated).await
+    }
+
+    /// Removes a CA certificate from a hub.
+    ///
+    /// # Errors
+    /// `IotHubNotFound`, or `ArgumentInvalid` when the hub has no such certificate.
+    pub async fn delete_certificate(&self, hub: &str, name: &str) -> Result<Arc<Hub>, CoreError> {
+        let mut updated = self
+            .by_name(hub)
+            .ok_or_else(|| CoreError::HubNotFound(hub.to_owned()))?
+            .as_ref()
+            .clone();
+        let before = updated.certificates.len();
+        updated
+            .certificates
+            .retain(|certificate| certificate.name != name);
+        if updated.certificates.len() == before {
+            return Err(CoreError::InvalidArgument(format!(
+                "hub '{hub}' has no certificate '{name}'"
+            )));
+        }
+        self.update(updated).await
+    }
+
     /// Creates the default hub when the server has none yet (first start on an empty data dir).
     /// Returns the hub when it was created.
     ///

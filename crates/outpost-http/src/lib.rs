@@ -8,11 +8,13 @@
 //! * [`service`]: devices, modules, twins, bulk, statistics (wire contract §5).
 //! * [`operator`]: hubs, connection strings, metrics, and forwarding to the service routes.
 //! * [`c2d`]: queue purge, operator send and feedback of cloud-to-device messages.
+//! * [`certificates`]: a hub's CA certificates for CA-signed devices.
 //! * [`events`]: partition state and long-polling reads of the event log (`monitor-events`).
 //! * [`request`]: extractors: authenticated caller, api-version, If-Match, JSON bodies.
 //! * [`error`]: [`ApiError`], the Azure error body.
 
 pub mod c2d;
+pub mod certificates;
 pub mod error;
 pub mod events;
 pub mod operator;

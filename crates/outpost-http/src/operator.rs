@@ -78,6 +78,11 @@ pub fn routes(state: OperatorState) -> Router {
             axum::routing::post(crate::c2d::send_to_module_input),
         )
         .route("/hubs/{hub}/feedback", get(crate::c2d::feedback))
+        .route("/hubs/{hub}/certificates", get(crate::certificates::list))
+        .route(
+            "/hubs/{hub}/certificates/{name}",
+            axum::routing::put(crate::certificates::put).delete(crate::certificates::delete),
+        )
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

@@ -19,6 +19,19 @@ pub struct Hub {
     pub created: Timestamp,
     /// The hub's shared access policies.
     pub policies: Vec<SharedAccessPolicy>,
+    /// CA certificates that devices with `certificateAuthority` authentication chain to.
+    #[serde(default)]
+    pub certificates: Vec<HubCertificate>,
+}
+
+/// A CA certificate registered on a hub (IoT Hub's "certificates"), kept as PEM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HubCertificate {
+    /// The certificate's name on the hub.
+    pub name: String,
+    /// The PEM text.
+    pub pem: String,
 }
 
 /// Allowed partition counts of the built-in endpoint (Azure allows 2 to 128).
@@ -44,6 +57,7 @@ impl Hub {
             partition_count,
             created: Timestamp::now(),
             policies: SharedAccessPolicy::standard_set(),
+            certificates: Vec::new(),
         })
     }
 

@@ -23,7 +23,7 @@ pub mod timestamp;
 pub mod twin;
 
 pub use error::{ErrorCode, HasErrorCode, ModelError};
-pub use hub::{Hub, SharedAccessPolicy};
+pub use hub::{Hub, HubCertificate, SharedAccessPolicy};
 pub use id::{DeviceId, Etag, HubName, ModuleId, PolicyName};
 pub use identity::{
     Authentication, AuthenticationType, Capabilities, ConnectionState, Device, DeviceStatus, Module,

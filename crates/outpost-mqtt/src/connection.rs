@@ -127,7 +127,7 @@ enum ConnectionError {
 /// Serves one connection until it closes, the identity connects elsewhere, or `cancel` fires.
 pub async fn serve_connection<S>(
     stream: S,
-    peer_leaf: Option<Vec<u8>>,
+    peer_chain: Vec<Vec<u8>>,
     context: Arc<MqttContext>,
     cancel: CancellationToken,
 ) where
@@ -156,7 +156,7 @@ pub async fn serve_connection<S>(
         Ok(Err(error)) => return tracing::debug!(error = %error, "closed a connection before CONNECT"),
         Err(_) => return tracing::debug!("no CONNECT in time"),
     };
-    let identity = match authenticate(&context, &connect, peer_leaf.as_deref()).await {
+    let identity = match authenticate(&context, &connect, &peer_chain).await {
         Ok(identity) => identity,
         Err(code) => {
             let _ = refuse(&mut writer, code).await;
@@ -196,7 +196,7 @@ async fn refuse<S: AsyncRead + AsyncWrite>(
 async fn authenticate(
     context: &MqttContext,
     connect: &Connect,
-    peer_leaf: Option<&[u8]>,
+    peer_chain: &[Vec<u8>],
 ) -> Result<DeviceIdentity, ConnectReturnCode> {
     let (device, module) = match connect.client_id.split_once('/') {
         Some((device, module)) => (device, Some(module)),
@@ -228,10 +228,10 @@ async fn authenticate(
         }
         None => None,
     };
-    let credential = match (password, peer_leaf) {
-        (Some(token), _) => DeviceCredential::Sas(token),
-        (None, Some(leaf)) => DeviceCredential::X509(leaf),
-        (None, None) => return Err(ConnectReturnCode::NotAuthorized),
+    let credential = match password {
+        Some(token) => DeviceCredential::Sas(token),
+        None if !peer_chain.is_empty() => DeviceCredential::X509(peer_chain),
+        None => return Err(ConnectReturnCode::NotAuthorized),
     };
     let registry = &context.outpost.registry;
     match registry

@@ -212,13 +212,14 @@ impl Server {
         let mqtt_cancel = cancel.child_token();
         tasks.push(tokio::spawn(async move {
             let serve = move |stream: TlsStream<TcpStream>, _peer, cancel| {
-                let leaf = stream
+                // The whole chain: CA-signed devices may send intermediates.
+                let chain: Vec<Vec<u8>> = stream
                     .get_ref()
                     .1
                     .peer_certificates()
-                    .and_then(|chain| chain.first())
-                    .map(|leaf| leaf.to_vec());
-                outpost_mqtt::serve_connection(stream, leaf, mqtt_context.clone(), cancel)
+                    .map(|chain| chain.iter().map(|der| der.to_vec()).collect())
+                    .unwrap_or_default();
+                outpost_mqtt::serve_connection(stream, chain, mqtt_context.clone(), cancel)
             };
             if let Err(error) =
                 serve_tls("mqtt", mqtt_listener, mqtt_tls, mqtt_limits, mqtt_cancel, serve).await

@@ -86,6 +86,59 @@ pub struct Client {
 }
 
 impl Client {
+    /// Opens a TLS connection presenting a client certificate chain.
+    pub async fn open_with_certificate(
+        server: &Server,
+        chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+        key: rustls::pki_types::PrivateKeyDer<'static>,
+    ) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(
+            &mut std::fs::read(server.ca_path.as_ref().unwrap())
+                .unwrap()
+                .as_slice(),
+        ) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .unwrap();
+        let tcp = TcpStream::connect(server.mqtt_addr).await.unwrap();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let stream = connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        Self {
+            stream,
+            buffer: BytesMut::new(),
+            decoder: Decoder::new(1 << 20),
+        }
+    }
+
+    /// Sends CONNECT without a password (X.509 authentication) and returns the CONNACK.
+    pub async fn connect_x509(&mut self, client_id: &str) -> ConnAck {
+        let connect = Connect {
+            protocol_name: "MQTT".into(),
+            protocol_level: 4,
+            clean_session: true,
+            keep_alive: 60,
+            client_id: client_id.into(),
+            will: None,
+            username: Some(format!("localhost/{client_id}/?api-version=2021-04-12")),
+            password: None,
+        };
+        self.send(Packet::Connect(connect)).await;
+        match self.next().await {
+            Some(Packet::ConnAck(connack)) => connack,
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
     pub async fn open(server: &Server) -> Self {
         let tcp = TcpStream::connect(server.mqtt_addr).await.unwrap();
         let connector = tokio_rustls::TlsConnector::from(tls(server.ca_path.as_ref().unwrap()));
