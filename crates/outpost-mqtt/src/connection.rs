@@ -58,6 +58,8 @@ pub struct MqttContext {
     pub sessions: Sessions,
     /// Limits.
     pub limits: MqttLimits,
+    /// Connects admitted per second per hub.
+    pub throttle: crate::throttle::ConnectThrottle,
 }
 
 type Append = Pin<Box<dyn Future<Output = Result<Vec<AppendedEvent>, CoreError>> + Send>>;
@@ -222,6 +224,10 @@ async fn authenticate(
         .hubs
         .by_host(host)
         .ok_or(ConnectReturnCode::NotAuthorized)?;
+    if !context.throttle.admit(&hub.name, std::time::Instant::now()) {
+        tracing::info!(client_id = %connect.client_id, "connect throttled");
+        return Err(ConnectReturnCode::ServerUnavailable);
+    }
     let password = match &connect.password {
         Some(password) => {
             Some(std::str::from_utf8(password).map_err(|_| ConnectReturnCode::BadUserNameOrPassword)?)

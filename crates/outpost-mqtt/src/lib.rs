@@ -9,12 +9,15 @@
 //!   filter validation and matching, and the fuzz round-trip logic.
 //! - `topics`: IoT Hub's topic space: what a device may publish and subscribe to, property bags.
 //! - `session`: persistent sessions (clean session = false) kept between connections.
+//! - `throttle`: connects admitted per second per hub (CONNACK 3 beyond).
 //! - `connection`: one authenticated device connection: telemetry, twins, desired pushes.
 
 pub mod codec;
 pub mod connection;
 pub mod session;
+pub mod throttle;
 pub mod topics;
 
 pub use connection::{MqttContext, MqttLimits, serve_connection};
 pub use session::Sessions;
+pub use throttle::ConnectThrottle;

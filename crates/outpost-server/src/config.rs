@@ -81,6 +81,8 @@ pub struct MqttConfig {
     pub listen: SocketAddr,
     /// Most concurrent connections; more wait to be accepted.
     pub max_connections: usize,
+    /// Connects admitted per second per hub; more get CONNACK 3 (0: no limit).
+    pub max_connects_per_second: u32,
 }
 
 impl Default for MqttConfig {
@@ -88,6 +90,7 @@ impl Default for MqttConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8883)),
             max_connections: 100_000,
+            max_connects_per_second: 0,
         }
     }
 }

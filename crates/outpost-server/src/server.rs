@@ -10,7 +10,7 @@ use outpost_auth::ServiceConnectionString;
 use outpost_core::{Backends, C2dSettings, CoreError, EventLog as _, Outpost, Retention, SystemClock};
 use outpost_http::{HubDefaults, OperatorState};
 use outpost_model::TwinLimits;
-use outpost_mqtt::{MqttContext, MqttLimits, Sessions};
+use outpost_mqtt::{ConnectThrottle, MqttContext, MqttLimits, Sessions};
 use outpost_store::{EmbeddedEventLog, EmbeddedStore, EventLogOptions};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -204,6 +204,7 @@ impl Server {
             outpost: outpost.clone(),
             sessions: Sessions::new(Arc::new(store_for_sessions)),
             limits: MqttLimits::default(),
+            throttle: ConnectThrottle::new(config.mqtt.max_connects_per_second),
         });
         let mqtt_limits = ConnectionLimits {
             max_connections: config.mqtt.max_connections,

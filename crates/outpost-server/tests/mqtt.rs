@@ -9,7 +9,7 @@ mod mqtt_support;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use mqtt_support::{Client, create_device, device_token, start};
+use mqtt_support::{Client, create_device, device_token, start, start_with};
 use outpost_auth::SymmetricKey;
 use outpost_core::{Caller, DeviceSpec, LogPosition};
 use outpost_model::{DeviceId, DeviceStatus, Message, partition_for};
@@ -364,6 +364,30 @@ async fn keep_alive_is_enforced_at_one_and_a_half_times() {
     assert!(
         waited >= Duration::from_millis(1400) && waited < Duration::from_secs(5),
         "{waited:?}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn connects_over_the_hub_rate_get_connack_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(dir.path(), |config| config.mqtt.max_connects_per_second = 1).await;
+    let key = create_device(&server, "dev1").await;
+    let token = device_token("dev1", &key, 3600);
+    let (_first, connack) = Client::connect(&server, "dev1", Some(token.clone()), true).await;
+    assert_eq!(connack.return_code, ConnectReturnCode::Accepted);
+    let (_second, connack) = Client::connect(&server, "dev1", Some(token.clone()), true).await;
+    assert_eq!(
+        connack.return_code,
+        ConnectReturnCode::ServerUnavailable,
+        "throttled"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (_third, connack) = Client::connect(&server, "dev1", Some(token), true).await;
+    assert_eq!(
+        connack.return_code,
+        ConnectReturnCode::Accepted,
+        "the bucket refilled"
     );
     server.shutdown().await;
 }

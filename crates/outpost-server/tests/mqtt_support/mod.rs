@@ -22,6 +22,11 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 pub async fn start(dir: &Path) -> Server {
+    start_with(dir, |_| {}).await
+}
+
+/// Starts a server on loopback ports with the configuration changed by `edit`.
+pub async fn start_with(dir: &Path, edit: impl FnOnce(&mut OutpostConfig)) -> Server {
     let mut config = OutpostConfig {
         data_dir: dir.to_path_buf(),
         ..Default::default()
@@ -29,6 +34,7 @@ pub async fn start(dir: &Path) -> Server {
     config.https.listen = "127.0.0.1:0".parse().unwrap();
     config.operator.listen = "127.0.0.1:0".parse().unwrap();
     config.mqtt.listen = "127.0.0.1:0".parse().unwrap();
+    edit(&mut config);
     Server::start(&config).await.unwrap()
 }
 
