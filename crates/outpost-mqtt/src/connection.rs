@@ -25,8 +25,8 @@ use crate::codec::{
     ConnAck, Connect, ConnectReturnCode, DecodeError, Decoder, Packet, PacketId, Publish, QoS, SubAck,
     SubAckReturnCode, encode,
 };
-use crate::session::{SessionKey, Sessions};
-use crate::topics::{DevicePublish, TopicOwner, classify_publish, encode_property_bag, subscription_allowed};
+use crate::session::{PacketIds, SessionKey, Sessions, Subscriptions, keep_alive_window};
+use crate::topics::{DevicePublish, TopicOwner, classify_publish, encode_property_bag};
 
 /// Limits and timeouts of the MQTT front door.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,7 +263,7 @@ struct Session {
     key: SessionKey,
     clean_session: bool,
     keep_alive: Option<Duration>,
-    subscriptions: Vec<(String, QoS)>,
+    subscriptions: Subscriptions,
     session_present: bool,
     /// Direct method calls sent to the device, by request id.
     pending_methods: HashMap<String, oneshot::Sender<MethodOutcome>>,
@@ -272,7 +272,7 @@ struct Session {
     /// The cloud-to-device message delivered and not yet acknowledged: its packet id and lock.
     c2d_in_flight: Option<(PacketId, String)>,
     /// The last packet id used for a server-to-device QoS 1 PUBLISH.
-    last_packet_id: u16,
+    packet_ids: PacketIds,
     /// Telemetry waiting for the batch in flight: (packet id to acknowledge, message).
     queued: Vec<(Option<PacketId>, OutgoingMessage)>,
     /// The batch being made durable, with the packet ids to acknowledge after it.
@@ -291,20 +291,18 @@ impl Session {
         };
         let restored = context.sessions.restore(&key, connect.clean_session).await?;
         let session_present = restored.is_some();
-        // MQTT 3.1.1 §3.1.2.10: the server disconnects after 1.5 × keep-alive without a packet.
-        let keep_alive =
-            (connect.keep_alive > 0).then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
+        let keep_alive = keep_alive_window(connect.keep_alive);
         Ok(Self {
             identity,
             context,
             key,
             clean_session: connect.clean_session,
             keep_alive,
-            subscriptions: restored.unwrap_or_default(),
+            subscriptions: Subscriptions::from_restored(restored.unwrap_or_default()),
             session_present,
             pending_methods: HashMap::new(),
             c2d_in_flight: None,
-            last_packet_id: 0,
+            packet_ids: PacketIds::default(),
             next_request_id: 1,
             queued: Vec::new(),
             in_flight: None,
@@ -315,7 +313,7 @@ impl Session {
         if !self.clean_session {
             self.context
                 .sessions
-                .save(&self.key, &self.subscriptions)
+                .save(&self.key, self.subscriptions.filters())
                 .await
                 .map_err(CoreError::from)?;
         }
@@ -330,9 +328,7 @@ impl Session {
     }
 
     fn subscribed(&self, topic: &str) -> bool {
-        self.subscriptions
-            .iter()
-            .any(|(filter, _)| crate::codec::topic_matches(filter, topic))
+        self.subscriptions.matches(topic)
     }
 
     async fn run<S: AsyncRead + AsyncWrite + Send>(
@@ -423,21 +419,14 @@ impl Session {
         match packet {
             Packet::Publish(publish) => self.on_publish(publish, writer).await?,
             Packet::Subscribe(subscribe) => {
-                let return_codes = subscribe
-                    .filters
-                    .iter()
-                    .map(|(filter, qos)| {
-                        if !subscription_allowed(filter, self.owner()) {
-                            tracing::info!(device = %self.identity.device_id, filter, "refused a subscription");
-                            return SubAckReturnCode::Failure;
-                        }
-                        // IoT Hub does not support QoS 2 (wire contract §2): grant at most 1.
-                        let granted = (*qos).min(QoS::AtLeastOnce);
-                        self.subscriptions.retain(|(existing, _)| existing != filter);
-                        self.subscriptions.push((filter.clone(), granted));
-                        SubAckReturnCode::Success(granted)
-                    })
-                    .collect();
+                let owner = TopicOwner {
+                    device: self.identity.device_id.as_str(),
+                    module: self.identity.module_id.as_ref().map(ModuleId::as_str),
+                };
+                let return_codes = self.subscriptions.subscribe(&subscribe.filters, owner);
+                if return_codes.contains(&SubAckReturnCode::Failure) {
+                    tracing::info!(device = %self.identity.device_id, "refused a subscription outside the identity's topics");
+                }
                 self.save_session().await?;
                 writer
                     .send(&Packet::SubAck(SubAck {
@@ -448,8 +437,7 @@ impl Session {
                 self.deliver_c2d(writer).await?;
             }
             Packet::Unsubscribe(unsubscribe) => {
-                self.subscriptions
-                    .retain(|(filter, _)| !unsubscribe.filters.contains(filter));
+                self.subscriptions.unsubscribe(&unsubscribe.filters);
                 self.save_session().await?;
                 writer.send(&Packet::UnsubAck(unsubscribe.packet_id)).await?;
             }
@@ -663,12 +651,7 @@ impl Session {
                         .map(|(key, value)| (key.as_str(), value.as_str())),
                 ),
         );
-        self.last_packet_id = self
-            .last_packet_id
-            .checked_add(1)
-            .filter(|id| *id != 0)
-            .unwrap_or(1);
-        let packet_id = PacketId::new(self.last_packet_id).expect("packet ids start at 1");
+        let packet_id = self.packet_ids.next_id();
         let publish = Publish {
             // MQTT 3.1.1 §3.3.1.1: a redelivery carries DUP.
             dup: redelivery,

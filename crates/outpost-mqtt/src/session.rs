@@ -1,4 +1,5 @@
-//! Persistent MQTT sessions (clean session = false, MQTT 3.1.1 §3.1.2.4): the subscriptions
+//! Session state of a connection, kept pure (no I/O): subscriptions, packet identifiers and the
+//! keep-alive window; and persistent sessions (clean session = false, MQTT 3.1.1 §3.1.2.4): the subscriptions
 //! that survive a reconnect and a server restart, kept through the core's `SessionStore` port.
 //! The Azure SDKs subscribe once and never again after reconnecting, so losing them would
 //! silence twin notifications, methods and cloud-to-device messages for good.
@@ -8,7 +9,10 @@ use std::sync::Arc;
 use outpost_core::{SessionStore, StoreError};
 use outpost_model::HubName;
 
-use crate::codec::QoS;
+use std::time::Duration;
+
+use crate::codec::{PacketId, QoS, SubAckReturnCode, topic_matches};
+use crate::topics::{TopicOwner, subscription_allowed};
 
 /// Identifies a session: the hub and the MQTT client id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -104,5 +108,125 @@ mod tests {
         ];
         assert_eq!(decode(&encode(&subscriptions)), subscriptions);
         assert!(decode(b"not json").is_empty());
+    }
+}
+
+/// A connection's subscriptions: the pure rules of SUBSCRIBE and UNSUBSCRIBE (MQTT 3.1.1 §3.8,
+/// §3.10) for an IoT Hub identity, with no I/O, so they are tested without sockets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subscriptions {
+    filters: Vec<(String, QoS)>,
+}
+
+impl Subscriptions {
+    /// Starts from restored subscriptions.
+    pub fn from_restored(filters: Vec<(String, QoS)>) -> Self {
+        Self { filters }
+    }
+
+    /// Applies a SUBSCRIBE and returns the SUBACK codes: filters outside the identity's topics
+    /// fail (0x80); granted QoS is at most 1, as IoT Hub does not support QoS 2; subscribing to
+    /// an existing filter replaces it (§3.8.4).
+    pub fn subscribe(&mut self, requested: &[(String, QoS)], owner: TopicOwner<'_>) -> Vec<SubAckReturnCode> {
+        requested
+            .iter()
+            .map(|(filter, qos)| {
+                if !subscription_allowed(filter, owner) {
+                    return SubAckReturnCode::Failure;
+                }
+                let granted = (*qos).min(QoS::AtLeastOnce);
+                self.filters.retain(|(existing, _)| existing != filter);
+                self.filters.push((filter.clone(), granted));
+                SubAckReturnCode::Success(granted)
+            })
+            .collect()
+    }
+
+    /// Applies an UNSUBSCRIBE.
+    pub fn unsubscribe(&mut self, filters: &[String]) {
+        self.filters.retain(|(filter, _)| !filters.contains(filter));
+    }
+
+    /// Returns whether a topic the hub publishes matches a subscription.
+    pub fn matches(&self, topic: &str) -> bool {
+        self.filters
+            .iter()
+            .any(|(filter, _)| topic_matches(filter, topic))
+    }
+
+    /// Returns the filters with their granted QoS.
+    pub fn filters(&self) -> &[(String, QoS)] {
+        &self.filters
+    }
+}
+
+/// Packet identifiers of the hub's QoS 1 PUBLISHes on one connection: 1, 2, … 65535, 1, …
+/// (§2.3.1: non-zero).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PacketIds {
+    last: u16,
+}
+
+impl PacketIds {
+    /// Returns the next identifier.
+    pub fn next_id(&mut self) -> PacketId {
+        self.last = self.last.checked_add(1).unwrap_or(1);
+        PacketId::new(self.last).unwrap_or_else(|| unreachable!("identifiers start at 1 and skip 0"))
+    }
+}
+
+/// Returns how long a connection may stay silent: 1.5 × the keep-alive the client asked for, or
+/// `None` for keep-alive 0 (§3.1.2.10).
+pub fn keep_alive_window(keep_alive_secs: u16) -> Option<Duration> {
+    (keep_alive_secs > 0).then(|| Duration::from_millis(u64::from(keep_alive_secs) * 1500))
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+
+    const DEV: TopicOwner<'static> = TopicOwner {
+        device: "dev1",
+        module: None,
+    };
+
+    #[test]
+    fn subscriptions_grant_at_most_qos_1_refuse_foreign_filters_and_replace_duplicates() {
+        let mut subscriptions = Subscriptions::default();
+        let codes = subscriptions.subscribe(
+            &[
+                ("devices/dev1/messages/devicebound/#".into(), QoS::ExactlyOnce),
+                ("devices/dev2/messages/devicebound/#".into(), QoS::AtLeastOnce),
+                ("$iothub/methods/POST/#".into(), QoS::AtMostOnce),
+            ],
+            DEV,
+        );
+        assert_eq!(
+            codes,
+            [
+                SubAckReturnCode::Success(QoS::AtLeastOnce),
+                SubAckReturnCode::Failure,
+                SubAckReturnCode::Success(QoS::AtMostOnce)
+            ]
+        );
+        subscriptions.subscribe(&[("$iothub/methods/POST/#".into(), QoS::AtLeastOnce)], DEV);
+        assert_eq!(subscriptions.filters().len(), 2);
+        assert!(subscriptions.matches("$iothub/methods/POST/reboot/?$rid=1"));
+        assert!(subscriptions.matches("devices/dev1/messages/devicebound/%24.mid=1"));
+        subscriptions.unsubscribe(&["$iothub/methods/POST/#".into()]);
+        assert!(!subscriptions.matches("$iothub/methods/POST/reboot/?$rid=1"));
+    }
+
+    #[test]
+    fn packet_ids_skip_zero_when_they_wrap() {
+        let mut ids = PacketIds { last: u16::MAX - 1 };
+        assert_eq!(ids.next_id().get(), u16::MAX);
+        assert_eq!(ids.next_id().get(), 1);
+    }
+
+    #[test]
+    fn keep_alive_window_is_one_and_a_half_times() {
+        assert_eq!(keep_alive_window(60), Some(Duration::from_secs(90)));
+        assert_eq!(keep_alive_window(0), None);
     }
 }
