@@ -240,10 +240,7 @@ impl CloudToDevice {
     /// # Errors
     /// Storage failures.
     pub async fn lock_next(&self, identity: &DeviceIdentity) -> Result<Option<QueuedMessage>, CoreError> {
-        let target = C2dTarget {
-            device: identity.device_id.clone(),
-            module: identity.module_id.clone(),
-        };
+        let target = identity.c2d_target();
         let now = self.clock.now();
         let outcome = self
             .queue
@@ -260,13 +257,7 @@ impl CloudToDevice {
                 DeadReason::Expired => FeedbackStatus::Expired,
                 DeadReason::DeliveryCountExceeded => FeedbackStatus::DeliveryCountExceeded,
             };
-            self.record_feedback(
-                &identity.hub.name,
-                &identity.device_id,
-                &identity.generation_id,
-                dead,
-                status,
-            );
+            self.record_identity_feedback(identity, dead, status);
         }
         Ok(outcome.locked)
     }
@@ -276,22 +267,13 @@ impl CloudToDevice {
     /// # Errors
     /// `DeviceMessageLockLost` for an unknown token or a lapsed lock.
     pub async fn complete(&self, identity: &DeviceIdentity, token: &str) -> Result<(), CoreError> {
-        let target = C2dTarget {
-            device: identity.device_id.clone(),
-            module: identity.module_id.clone(),
-        };
+        let target = identity.c2d_target();
         let done = self
             .queue
             .complete(&identity.hub.name, &target, token, self.clock.now())
             .await
             .map_err(lock_lost)?;
-        self.record_feedback(
-            &identity.hub.name,
-            &identity.device_id,
-            &identity.generation_id,
-            &done,
-            FeedbackStatus::Success,
-        );
+        self.record_identity_feedback(identity, &done, FeedbackStatus::Success);
         Ok(())
     }
 
@@ -300,22 +282,13 @@ impl CloudToDevice {
     /// # Errors
     /// `DeviceMessageLockLost` for an unknown token or a lapsed lock.
     pub async fn reject(&self, identity: &DeviceIdentity, token: &str) -> Result<(), CoreError> {
-        let target = C2dTarget {
-            device: identity.device_id.clone(),
-            module: identity.module_id.clone(),
-        };
+        let target = identity.c2d_target();
         let done = self
             .queue
             .reject(&identity.hub.name, &target, token, self.clock.now())
             .await
             .map_err(lock_lost)?;
-        self.record_feedback(
-            &identity.hub.name,
-            &identity.device_id,
-            &identity.generation_id,
-            &done,
-            FeedbackStatus::Rejected,
-        );
+        self.record_identity_feedback(identity, &done, FeedbackStatus::Rejected);
         Ok(())
     }
 
@@ -324,10 +297,7 @@ impl CloudToDevice {
     /// # Errors
     /// `DeviceMessageLockLost` for an unknown token or a lapsed lock.
     pub async fn abandon(&self, identity: &DeviceIdentity, token: &str) -> Result<(), CoreError> {
-        let target = C2dTarget {
-            device: identity.device_id.clone(),
-            module: identity.module_id.clone(),
-        };
+        let target = identity.c2d_target();
         self.queue
             .abandon(&identity.hub.name, &target, token, self.clock.now())
             .await
@@ -396,6 +366,21 @@ impl CloudToDevice {
         };
         let count = max.min(queue.len());
         queue.drain(..count).collect()
+    }
+
+    fn record_identity_feedback(
+        &self,
+        identity: &DeviceIdentity,
+        message: &QueuedMessage,
+        status: FeedbackStatus,
+    ) {
+        self.record_feedback(
+            &identity.hub.name,
+            &identity.device_id,
+            &identity.generation_id,
+            message,
+            status,
+        );
     }
 
     fn record_feedback(

@@ -315,6 +315,14 @@ impl Telemetry {
 }
 
 impl DeviceIdentity {
+    /// Returns the cloud-to-device queue of this identity.
+    pub fn c2d_target(&self) -> crate::C2dTarget {
+        crate::C2dTarget {
+            device: self.device_id.clone(),
+            module: self.module_id.clone(),
+        }
+    }
+
     /// Returns the presence key of this identity.
     pub fn key(&self) -> IdentityKey {
         IdentityKey {
