@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use outpost_core::{
-    AppendedEvent, CoreError, DeviceCommand, DeviceCredential, DeviceIdentity, FeedbackAck, HasErrorCode,
-    MethodOutcome, OutgoingMessage, Outpost, StoreError,
+    AppendedEvent, CoreError, DeviceCommand, DeviceCredential, DeviceIdentity, HasErrorCode, MethodOutcome,
+    OutgoingMessage, Outpost, StoreError,
 };
 use outpost_model::{DeviceId, ModuleId, Timestamp};
 use serde_json::{Value, json};
@@ -21,12 +21,9 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::codec::{
-    ConnAck, Connect, ConnectReturnCode, DecodeError, Decoder, Packet, PacketId, Publish, QoS, SubAck,
-    SubAckReturnCode, encode,
-};
-use crate::session::{PacketIds, SessionKey, Sessions, Subscriptions, keep_alive_window};
-use crate::topics::{DevicePublish, TopicOwner, classify_publish, encode_property_bag};
+use crate::codec::{ConnAck, Connect, ConnectReturnCode, DecodeError, Decoder, Packet, PacketId, encode};
+use crate::session::{SessionKey, Sessions, Subscriptions, keep_alive_window};
+use crate::state::{Action, SessionState, twin_response};
 
 /// Limits and timeouts of the MQTT front door.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,18 +93,6 @@ impl<S: AsyncRead + AsyncWrite> PacketWriter<S> {
         encode(packet, &mut self.buffer).map_err(|error| ConnectionError::Encode(error.to_string()))?;
         self.writer.write_all(&self.buffer).await?;
         Ok(())
-    }
-
-    async fn publish(&mut self, topic: String, payload: Vec<u8>) -> Result<(), ConnectionError> {
-        let publish = Publish {
-            dup: false,
-            qos: QoS::AtMostOnce,
-            retain: false,
-            topic,
-            packet_id: None,
-            payload: payload.into(),
-        };
-        self.send(&Packet::Publish(publish)).await
     }
 }
 
@@ -256,23 +241,19 @@ async fn authenticate(
     }
 }
 
-/// The state of one authenticated connection.
+/// One authenticated connection: the pure [`SessionState`] decides, this task performs — it
+/// writes packets, batches telemetry into the event log and calls the hub's services.
 struct Session {
     identity: DeviceIdentity,
     context: Arc<MqttContext>,
     key: SessionKey,
-    clean_session: bool,
     keep_alive: Option<Duration>,
-    subscriptions: Subscriptions,
     session_present: bool,
+    state: SessionState,
     /// Direct method calls sent to the device, by request id.
     pending_methods: HashMap<String, oneshot::Sender<MethodOutcome>>,
     /// The next direct-method request id (sent as hex, as IoT Hub does).
     next_request_id: u64,
-    /// The cloud-to-device message delivered and not yet acknowledged: its packet id and lock.
-    c2d_in_flight: Option<(PacketId, String)>,
-    /// The last packet id used for a server-to-device QoS 1 PUBLISH.
-    packet_ids: PacketIds,
     /// Telemetry waiting for the batch in flight: (packet id to acknowledge, message).
     queued: Vec<(Option<PacketId>, OutgoingMessage)>,
     /// The batch being made durable, with the packet ids to acknowledge after it.
@@ -291,44 +272,24 @@ impl Session {
         };
         let restored = context.sessions.restore(&key, connect.clean_session).await?;
         let session_present = restored.is_some();
-        let keep_alive = keep_alive_window(connect.keep_alive);
+        let state = SessionState::new(
+            identity.device_id.as_str(),
+            identity.module_id.as_ref().map(ModuleId::as_str),
+            !connect.clean_session,
+            Subscriptions::from_restored(restored.unwrap_or_default()),
+        );
         Ok(Self {
             identity,
             context,
             key,
-            clean_session: connect.clean_session,
-            keep_alive,
-            subscriptions: Subscriptions::from_restored(restored.unwrap_or_default()),
+            keep_alive: keep_alive_window(connect.keep_alive),
             session_present,
+            state,
             pending_methods: HashMap::new(),
-            c2d_in_flight: None,
-            packet_ids: PacketIds::default(),
             next_request_id: 1,
             queued: Vec::new(),
             in_flight: None,
         })
-    }
-
-    async fn save_session(&mut self) -> Result<(), ConnectionError> {
-        if !self.clean_session {
-            self.context
-                .sessions
-                .save(&self.key, self.subscriptions.filters())
-                .await
-                .map_err(CoreError::from)?;
-        }
-        Ok(())
-    }
-
-    fn owner(&self) -> TopicOwner<'_> {
-        TopicOwner {
-            device: self.identity.device_id.as_str(),
-            module: self.identity.module_id.as_ref().map(ModuleId::as_str),
-        }
-    }
-
-    fn subscribed(&self, topic: &str) -> bool {
-        self.subscriptions.matches(topic)
     }
 
     async fn run<S: AsyncRead + AsyncWrite + Send>(
@@ -346,7 +307,7 @@ impl Session {
         let outcome = async {
             writer.send(&Packet::ConnAck(connack)).await?;
             // A restored session may be subscribed to cloud-to-device messages already.
-            self.deliver_c2d(&mut writer).await?;
+            self.offer_c2d(&mut writer).await?;
             tracing::debug!(device = %self.identity.device_id, "mqtt device connected");
             let mut deadline = self.keep_alive.map(|keep_alive| Instant::now() + keep_alive);
             let credential_expiry = self.identity.credential_expiry.map(|expiry| {
@@ -360,7 +321,8 @@ impl Session {
                     packet = reader.next(), if can_read => {
                         let Some(packet) = packet? else { return Ok(()) };
                         deadline = self.keep_alive.map(|keep_alive| Instant::now() + keep_alive);
-                        if !self.on_packet(packet, &mut writer).await? {
+                        let actions = self.state.on_packet(packet);
+                        if !self.perform(actions, &mut writer).await? {
                             return Ok(());
                         }
                     }
@@ -368,11 +330,16 @@ impl Session {
                         self.acknowledge(appended, &mut writer).await?;
                     }
                     command = registration.commands.recv() => match command {
-                        Some(DeviceCommand::DesiredPatch(patch)) => self.push_desired(patch, &mut writer).await?,
-                        Some(DeviceCommand::InvokeMethod { name, payload, respond }) => {
-                            self.invoke_method(name, payload, respond, &mut writer).await?;
+                        Some(DeviceCommand::DesiredPatch(patch)) => {
+                            let version = patch.get("$version").and_then(Value::as_u64).unwrap_or_default();
+                            if let Some(packet) = self.state.desired_notification(version, patch.to_string().into_bytes()) {
+                                writer.send(&packet).await?;
+                            }
                         }
-                        Some(DeviceCommand::CloudToDeviceAvailable) => self.deliver_c2d(&mut writer).await?,
+                        Some(DeviceCommand::InvokeMethod { name, payload, respond }) => {
+                            self.invoke_method(&name, &payload, respond, &mut writer).await?;
+                        }
+                        Some(DeviceCommand::CloudToDeviceAvailable) => self.offer_c2d(&mut writer).await?,
                         Some(DeviceCommand::TakenOver) | None => {
                             tracing::info!(device = %self.identity.device_id, "another connection of this identity took over");
                             return Ok(());
@@ -400,7 +367,7 @@ impl Session {
         // Acknowledged telemetry is durable; what is still in flight is finished before leaving,
         // so nothing accepted from the socket is silently dropped.
         let _ = self.flush(&mut writer).await;
-        if let Some((_, token)) = self.c2d_in_flight.take() {
+        if let Some(token) = self.state.take_c2d_in_flight() {
             // Not acknowledged: deliver it again on the next connection instead of after the lock.
             if let Err(error) = self.context.outpost.c2d.abandon(&self.identity, &token).await {
                 tracing::debug!(error = %error, "abandon an unacknowledged cloud-to-device message failed");
@@ -410,137 +377,84 @@ impl Session {
         outcome
     }
 
-    /// Handles one packet; returns `false` when the client disconnected cleanly.
-    async fn on_packet<S: AsyncRead + AsyncWrite>(
+    /// Performs what the session state decided; returns `false` when the connection must close.
+    async fn perform<S: AsyncRead + AsyncWrite>(
         &mut self,
-        packet: Packet,
+        actions: Vec<Action>,
         writer: &mut PacketWriter<S>,
     ) -> Result<bool, ConnectionError> {
-        match packet {
-            Packet::Publish(publish) => self.on_publish(publish, writer).await?,
-            Packet::Subscribe(subscribe) => {
-                let owner = TopicOwner {
-                    device: self.identity.device_id.as_str(),
-                    module: self.identity.module_id.as_ref().map(ModuleId::as_str),
-                };
-                let return_codes = self.subscriptions.subscribe(&subscribe.filters, owner);
-                if return_codes.contains(&SubAckReturnCode::Failure) {
-                    tracing::info!(device = %self.identity.device_id, "refused a subscription outside the identity's topics");
+        for action in actions {
+            match action {
+                Action::Send(packet) => writer.send(&packet).await?,
+                Action::StoreTelemetry { packet_id, message } => self.queued.push((packet_id, message)),
+                Action::FlushTelemetry => self.flush(writer).await?,
+                Action::GetTwin { rid } => {
+                    let response = match self
+                        .context
+                        .outpost
+                        .registry
+                        .device_side_twin(&self.identity)
+                        .await
+                    {
+                        Ok(twin) => twin_response(200, &rid, None, twin.to_string().into_bytes()),
+                        Err(error) => twin_error(&rid, &error),
+                    };
+                    writer.send(&response).await?;
                 }
-                self.save_session().await?;
-                writer
-                    .send(&Packet::SubAck(SubAck {
-                        packet_id: subscribe.packet_id,
-                        return_codes,
-                    }))
-                    .await?;
-                self.deliver_c2d(writer).await?;
-            }
-            Packet::Unsubscribe(unsubscribe) => {
-                self.subscriptions.unsubscribe(&unsubscribe.filters);
-                self.save_session().await?;
-                writer.send(&Packet::UnsubAck(unsubscribe.packet_id)).await?;
-            }
-            Packet::PingReq => writer.send(&Packet::PingResp).await?,
-            Packet::PubAck(packet_id) => {
-                if self
-                    .c2d_in_flight
-                    .as_ref()
-                    .is_some_and(|(in_flight, _)| *in_flight == packet_id)
-                {
-                    let (_, token) = self.c2d_in_flight.take().expect("checked just above");
-                    // MQTT has no reject or abandon: the PUBACK completes the message (§2.5).
+                Action::PatchReported { rid, patch } => {
+                    let outcome = match serde_json::from_slice::<Value>(&patch) {
+                        Ok(Value::Object(patch)) => {
+                            self.context
+                                .outpost
+                                .registry
+                                .patch_reported(&self.identity, &patch)
+                                .await
+                        }
+                        _ => Err(CoreError::InvalidArgument(
+                            "the reported patch must be a JSON object".into(),
+                        )),
+                    };
+                    let response = match outcome {
+                        Ok(version) => twin_response(204, &rid, Some(version), Vec::new()),
+                        Err(error) => twin_error(&rid, &error),
+                    };
+                    writer.send(&response).await?;
+                }
+                Action::MethodAnswered { rid, status, payload } => {
+                    // Answers to unknown or timed-out requests are dropped, as IoT Hub does.
+                    if let Some(respond) = self.pending_methods.remove(&rid) {
+                        let payload = if payload.is_empty() {
+                            Value::Null
+                        } else {
+                            serde_json::from_slice(&payload).unwrap_or_else(|_| {
+                                Value::String(String::from_utf8_lossy(&payload).into_owned())
+                            })
+                        };
+                        let _ = respond.send(MethodOutcome::Answered { status, payload });
+                    }
+                }
+                Action::CompleteC2d { token } => {
                     match self.context.outpost.c2d.complete(&self.identity, &token).await {
                         Ok(()) | Err(CoreError::MessageLockLost) => {}
                         Err(other) => return Err(other.into()),
                     }
-                    self.deliver_c2d(writer).await?;
                 }
-            }
-            Packet::Disconnect => return Ok(false),
-            other => {
-                return Err(ConnectionError::Protocol(format!(
-                    "unexpected {:?} from a client",
-                    other.packet_type()
-                )));
+                Action::OfferC2d => self.offer_c2d(writer).await?,
+                Action::SaveSubscriptions => {
+                    let filters = self.state.subscriptions().filters().to_vec();
+                    self.context
+                        .sessions
+                        .save(&self.key, &filters)
+                        .await
+                        .map_err(CoreError::from)?;
+                }
+                Action::Close { reason } => {
+                    tracing::info!(device = %self.identity.device_id, reason, "closing an mqtt connection");
+                    return Ok(false);
+                }
             }
         }
         Ok(true)
-    }
-
-    async fn on_publish<S: AsyncRead + AsyncWrite>(
-        &mut self,
-        publish: Publish,
-        writer: &mut PacketWriter<S>,
-    ) -> Result<(), ConnectionError> {
-        if publish.qos == QoS::ExactlyOnce {
-            return Err(ConnectionError::Protocol("IoT Hub does not support QoS 2".into()));
-        }
-        let kind = classify_publish(&publish.topic, self.owner()).map_err(|error| {
-            tracing::info!(device = %self.identity.device_id, error = %error, "closing a connection");
-            ConnectionError::Protocol(error.to_string())
-        })?;
-        if let DevicePublish::Telemetry {
-            properties,
-            application_properties,
-        } = kind
-        {
-            let message = OutgoingMessage {
-                properties: *properties,
-                application_properties,
-                body: publish.payload,
-            };
-            self.queued.push((publish.packet_id, message));
-            return Ok(());
-        }
-        // Requests are answered after the telemetry before them, so PUBACKs stay in order.
-        self.flush(writer).await?;
-        if let Some(packet_id) = publish.packet_id {
-            writer.send(&Packet::PubAck(packet_id)).await?;
-        }
-        match kind {
-            DevicePublish::TwinGet { rid } => {
-                let registry = &self.context.outpost.registry;
-                match registry.device_side_twin(&self.identity).await {
-                    Ok(twin) => twin_response(writer, 200, &rid, None, twin.to_string().into_bytes()).await?,
-                    Err(error) => twin_error(writer, &rid, &error).await?,
-                }
-            }
-            DevicePublish::TwinPatchReported { rid } => {
-                let patch = serde_json::from_slice::<Value>(&publish.payload);
-                let outcome = match patch {
-                    Ok(Value::Object(patch)) => {
-                        self.context
-                            .outpost
-                            .registry
-                            .patch_reported(&self.identity, &patch)
-                            .await
-                    }
-                    _ => Err(CoreError::InvalidArgument(
-                        "the reported patch must be a JSON object".into(),
-                    )),
-                };
-                match outcome {
-                    Ok(version) => twin_response(writer, 204, &rid, Some(version), Vec::new()).await?,
-                    Err(error) => twin_error(writer, &rid, &error).await?,
-                }
-            }
-            DevicePublish::MethodResponse { status, rid } => {
-                // Answers to unknown or timed-out requests are dropped, as IoT Hub does.
-                if let Some(respond) = self.pending_methods.remove(&rid) {
-                    let payload = if publish.payload.is_empty() {
-                        Value::Null
-                    } else {
-                        serde_json::from_slice(&publish.payload).unwrap_or_else(|_| {
-                            Value::String(String::from_utf8_lossy(&publish.payload).into_owned())
-                        })
-                    };
-                    let _ = respond.send(MethodOutcome::Answered { status, payload });
-                }
-            }
-            DevicePublish::Telemetry { .. } => {}
-        }
-        Ok(())
     }
 
     /// Starts making the queued telemetry durable, unless a batch is in flight already.
@@ -587,118 +501,46 @@ impl Session {
         }
     }
 
-    /// Delivers the next cloud-to-device message at QoS 1 if the device subscribed to them and
-    /// none is waiting for its PUBACK (one at a time keeps the queue order).
-    async fn deliver_c2d<S: AsyncRead + AsyncWrite>(
+    /// Delivers the next cloud-to-device message if the session can take one now.
+    async fn offer_c2d<S: AsyncRead + AsyncWrite>(
         &mut self,
         writer: &mut PacketWriter<S>,
     ) -> Result<(), ConnectionError> {
-        if self.c2d_in_flight.is_some() {
-            return Ok(());
-        }
-        // Devices receive on `…/messages/devicebound/<bag>`, modules on their inputs (§2.5).
-        let listening = match &self.identity.module_id {
-            Some(module) => format!("devices/{}/modules/{module}/inputs/any", self.identity.device_id),
-            None => format!("devices/{}/messages/devicebound/", self.identity.device_id),
-        };
-        if !self.subscribed(&listening) {
+        if !self.state.can_take_c2d() {
             return Ok(());
         }
         let Some(queued) = self.context.outpost.c2d.lock_next(&self.identity).await? else {
             return Ok(());
         };
         let Some(lock) = queued.lock else { return Ok(()) };
-        let redelivery = queued.delivery_count > 1;
-        let message = queued.message;
-        let prefix = match &self.identity.module_id {
-            Some(module) => {
-                let input = message
-                    .to
-                    .rsplit_once("/inputs/")
-                    .map_or("input", |(_, input)| input);
-                format!(
-                    "devices/{}/modules/{module}/inputs/{input}/",
-                    self.identity.device_id
-                )
-            }
-            None => listening,
-        };
-        let expiry = message.expiry.to_string();
-        let ack = match message.ack {
-            FeedbackAck::None => None,
-            FeedbackAck::Positive => Some("positive"),
-            FeedbackAck::Negative => Some("negative"),
-            FeedbackAck::Full => Some("full"),
-        };
-        let system = [
-            ("$.mid", message.message_id.as_deref()),
-            ("$.cid", message.correlation_id.as_deref()),
-            ("$.uid", message.user_id.as_deref()),
-            ("$.to", Some(message.to.as_str())),
-            ("$.ct", message.content_type.as_deref()),
-            ("$.ce", message.content_encoding.as_deref()),
-            ("$.exp", Some(expiry.as_str())),
-            ("iothub-ack", ack),
-        ];
-        let bag = encode_property_bag(
-            system
-                .into_iter()
-                .filter_map(|(key, value)| value.map(|value| (key, value)))
-                .chain(
-                    message
-                        .application_properties
-                        .iter()
-                        .map(|(key, value)| (key.as_str(), value.as_str())),
-                ),
-        );
-        let packet_id = self.packet_ids.next_id();
-        let publish = Publish {
-            // MQTT 3.1.1 §3.3.1.1: a redelivery carries DUP.
-            dup: redelivery,
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            topic: format!("{prefix}{bag}"),
-            packet_id: Some(packet_id),
-            payload: message.body,
-        };
-        writer.send(&Packet::Publish(publish)).await?;
-        self.c2d_in_flight = Some((packet_id, lock.token));
-        Ok(())
+        let packet = self
+            .state
+            .deliver_c2d(queued.message, lock.token, queued.delivery_count > 1);
+        writer.send(&packet).await
     }
 
-    /// Sends a direct method request (wire contract §2.7); answers `NotListening` at once when the
-    /// device has not subscribed to methods.
+    /// Sends a direct method request; answers `NotListening` at once when the device has not
+    /// subscribed to methods.
     async fn invoke_method<S: AsyncRead + AsyncWrite>(
         &mut self,
-        name: String,
-        payload: Value,
+        name: &str,
+        payload: &Value,
         respond: oneshot::Sender<MethodOutcome>,
         writer: &mut PacketWriter<S>,
     ) -> Result<(), ConnectionError> {
         let rid = format!("{:x}", self.next_request_id);
         self.next_request_id += 1;
-        let topic = format!("$iothub/methods/POST/{name}/?$rid={rid}");
-        if !self.subscribed(&topic) {
+        let Some(packet) = self
+            .state
+            .method_request(name, &rid, payload.to_string().into_bytes())
+        else {
             let _ = respond.send(MethodOutcome::NotListening);
             return Ok(());
-        }
+        };
         // Calls whose caller gave up are forgotten before they pile up.
         self.pending_methods.retain(|_, respond| !respond.is_closed());
         self.pending_methods.insert(rid, respond);
-        writer.publish(topic, payload.to_string().into_bytes()).await
-    }
-
-    async fn push_desired<S: AsyncRead + AsyncWrite>(
-        &mut self,
-        patch: Value,
-        writer: &mut PacketWriter<S>,
-    ) -> Result<(), ConnectionError> {
-        let version = patch.get("$version").and_then(Value::as_u64).unwrap_or_default();
-        let topic = format!("$iothub/twin/PATCH/properties/desired/?$version={version}");
-        if self.subscribed(&topic) {
-            writer.publish(topic, patch.to_string().into_bytes()).await?;
-        }
-        Ok(())
+        writer.send(&packet).await
     }
 }
 
@@ -723,27 +565,9 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-async fn twin_response<S: AsyncRead + AsyncWrite>(
-    writer: &mut PacketWriter<S>,
-    status: u16,
-    rid: &str,
-    version: Option<u64>,
-    body: Vec<u8>,
-) -> Result<(), ConnectionError> {
-    let topic = match version {
-        Some(version) => format!("$iothub/twin/res/{status}/?$rid={rid}&$version={version}"),
-        None => format!("$iothub/twin/res/{status}/?$rid={rid}"),
-    };
-    writer.publish(topic, body).await
-}
-
 /// Answers a twin request with an error. The Node SDK looks only at `errorCode` in the body
 /// (wire contract §2.6), so the body carries it along with the status in the topic.
-async fn twin_error<S: AsyncRead + AsyncWrite>(
-    writer: &mut PacketWriter<S>,
-    rid: &str,
-    error: &CoreError,
-) -> Result<(), ConnectionError> {
+fn twin_error(rid: &str, error: &CoreError) -> Packet {
     let code = error.code();
     let body = json!({
         "errorCode": code.numeric(),
@@ -751,12 +575,5 @@ async fn twin_error<S: AsyncRead + AsyncWrite>(
         "message": error.to_string(),
         "timestampUtc": Timestamp::now().to_string(),
     });
-    twin_response(
-        writer,
-        code.http_status(),
-        rid,
-        None,
-        body.to_string().into_bytes(),
-    )
-    .await
+    twin_response(code.http_status(), rid, None, body.to_string().into_bytes())
 }

@@ -10,11 +10,13 @@
 //! - `topics`: IoT Hub's topic space: what a device may publish and subscribe to, property bags.
 //! - `session`: persistent sessions (clean session = false) kept between connections.
 //! - `throttle`: connects admitted per second per hub (CONNACK 3 beyond).
+//! - `state`: the sans-IO session: packets in, actions out.
 //! - `connection`: one authenticated device connection: telemetry, twins, desired pushes.
 
 pub mod codec;
 pub mod connection;
 pub mod session;
+pub mod state;
 pub mod throttle;
 pub mod topics;
 
