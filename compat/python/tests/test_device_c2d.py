@@ -409,10 +409,15 @@ def test_queued_messages_and_subscriptions_survive_a_server_restart(hub, registr
     reconnected = wait_until(lambda: kept.connected, 30, interval=0.2)
     note(f"server restarted; kept client reconnected={reconnected}")
 
-    # the durable queue: a new client of the offline device gets the message
+    # the durable queue: a new client of the offline device gets the message. Its earlier client
+    # left a persistent session subscribed to C2D, so the hub delivers right after CONNACK: the
+    # handler must be set before connecting, or the SDK parks the message in an inbox no handler
+    # reads (azure-iot-device 2.14 abstract_clients.py:_check_receive_mode_is_handler switches to
+    # the unified inbox only once a handler is set).
     client = clients.device(offline.connection_string)
+    inbox = C2dInbox(client)
     connect(client)
-    [message] = C2dInbox(client).wait(1)
+    [message] = inbox.wait(1)
     assert (message.data, message.message_id, message.ack) == (b"before-restart", "before", "positive")
     # positive feedback after the restart
     records = feedback_records(hub.server, offline.device_id, expect=1)
