@@ -1,0 +1,336 @@
+//! `outpost-bench`: a load generator for Outpost's MQTT listener (and, for comparison, any
+//! MQTT 3.1.1 broker). `mqtt` runs paced D2C telemetry and measures PUBACK latency from the
+//! intended send time; `connect-storm` measures connection setup; `compare` summarises runs.
+
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line tool prints"
+)]
+
+mod mqtt_client;
+mod report;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand};
+use mqtt_client::{Conn, Device, PublishPlan, Target};
+use outpost_mqtt::codec::QoS;
+use report::{Latency, Report};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "outpost-bench",
+    about = "Load generator for Outpost and peer MQTT brokers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// D2C telemetry: N devices each publish M messages; reports throughput and PUBACK latency.
+    Mqtt(MqttArgs),
+    /// Connects N devices as fast as possible, reports connects/s, then disconnects.
+    ConnectStorm(Common),
+    /// Prints medians of two sets of `--json` results side by side, with the ratio A / B.
+    Compare {
+        #[arg(long, default_value = "A")]
+        a_label: String,
+        #[arg(long = "a", required = true)]
+        a: Vec<PathBuf>,
+        #[arg(long, default_value = "B")]
+        b_label: String,
+        #[arg(long = "b", required = true)]
+        b: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+struct Common {
+    /// Outpost data directory (operator endpoint, token and `tls/ca.pem`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, default_value_t = 8883)]
+    port: u16,
+    /// Use TLS with `<data-dir>/tls/ca.pem` (the default).
+    #[arg(long, conflicts_with = "plain")]
+    tls: bool,
+    /// Use plain TCP.
+    #[arg(long)]
+    plain: bool,
+    /// CA certificate (default `<data-dir>/tls/ca.pem`).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Hub host name: TLS server name and username prefix.
+    #[arg(long, default_value = "localhost")]
+    hub: String,
+    #[arg(long, default_value_t = 10)]
+    devices: usize,
+    /// Device id prefix; ids are `<prefix>-<n>`.
+    #[arg(long, default_value = "bench")]
+    prefix: String,
+    /// Peer broker mode: no devices created, no auth, topic `bench/<id>`.
+    #[arg(long)]
+    generic_topic: bool,
+    /// Connections opened concurrently.
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+struct MqttArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Messages per device.
+    #[arg(long, default_value_t = 1000)]
+    messages: u64,
+    /// Payload size in bytes.
+    #[arg(long, default_value_t = 256)]
+    size: usize,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    qos: u8,
+    /// Target total messages per second; 0 = as fast as possible.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Stop sending after this many seconds.
+    #[arg(long, default_value_t = 60.0)]
+    duration: f64,
+    /// Seconds to wait for outstanding PUBACKs after sending stops.
+    #[arg(long, default_value_t = 10.0)]
+    drain: f64,
+    /// Unacknowledged QoS 1 messages allowed per device.
+    #[arg(long, default_value_t = 16)]
+    inflight: usize,
+    /// Succeed even when --duration stopped the run before every planned message was sent
+    /// (every sent message must still be acknowledged).
+    #[arg(long)]
+    allow_partial: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let ok = runtime.block_on(async {
+        match cli.command {
+            Command::Mqtt(args) => mqtt(args).await,
+            Command::ConnectStorm(common) => storm(common).await,
+            Command::Compare {
+                a_label,
+                a,
+                b_label,
+                b,
+            } => report::compare(&a_label, &a, &b_label, &b).map(|()| true),
+        }
+    })?;
+    if !ok {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// Builds the target and the device list (provisioning through the operator API if needed).
+async fn setup(common: &Common) -> anyhow::Result<(Target, Vec<Device>)> {
+    let tls = if common.plain {
+        None
+    } else {
+        let ca = match (&common.ca, &common.data_dir) {
+            (Some(ca), _) => ca.clone(),
+            (None, Some(dir)) => dir.join("tls").join("ca.pem"),
+            (None, None) => bail!("TLS needs --data-dir or --ca (or pass --plain)"),
+        };
+        Some(mqtt_client::tls_config(&ca)?)
+    };
+    let target = Target {
+        addr: format!("{}:{}", common.host, common.port),
+        tls,
+        hub: common.hub.clone(),
+        generic: common.generic_topic,
+    };
+    let devices = if common.generic_topic {
+        (0..common.devices)
+            .map(|i| Device {
+                id: format!("{}-{i}", common.prefix),
+                index: i,
+                key: None,
+            })
+            .collect()
+    } else {
+        let dir = common
+            .data_dir
+            .as_ref()
+            .context("--data-dir is needed to create devices")?;
+        mqtt_client::provision(dir, &common.hub, &common.prefix, common.devices).await?
+    };
+    Ok((target, devices))
+}
+
+/// Connects every device with bounded concurrency; returns connections in device order.
+async fn connect_all(
+    target: &Target,
+    devices: &[Device],
+    concurrency: usize,
+    report: &mut Report,
+) -> Vec<Option<Conn>> {
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(devices.len());
+    for device in devices {
+        let (target, device, semaphore) = (target.clone(), device.clone(), semaphore.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = semaphore.acquire_owned().await?;
+            let t = Instant::now();
+            let conn = Conn::open(&target, &device).await?;
+            Ok::<_, anyhow::Error>((conn, t.elapsed()))
+        }));
+    }
+    let mut conns = Vec::with_capacity(tasks.len());
+    let mut latencies = Vec::new();
+    for task in tasks {
+        match task.await.map_err(anyhow::Error::from).and_then(|r| r) {
+            Ok((conn, took)) => {
+                latencies.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+                conns.push(Some(conn));
+            }
+            Err(e) => {
+                report.connect_failures += 1;
+                report
+                    .first_error
+                    .get_or_insert_with(|| format!("connect: {e:#}"));
+                conns.push(None);
+            }
+        }
+    }
+    report.connect_secs = started.elapsed().as_secs_f64();
+    report.connected = latencies.len() as u64;
+    report.connects_per_sec = report.connected as f64 / report.connect_secs.max(1e-9);
+    report.connect_latency = Latency::from_samples(latencies);
+    conns
+}
+
+fn base_report(scenario: &str, common: &Common) -> Report {
+    Report {
+        scenario: scenario.into(),
+        target: format!("{}:{}", common.host, common.port),
+        tls: !common.plain,
+        devices: common.devices as u64,
+        ..Default::default()
+    }
+}
+
+fn finish(report: &Report, json: Option<&PathBuf>) -> anyhow::Result<()> {
+    report.print();
+    if let Some(path) = json {
+        report.write(path)?;
+    }
+    Ok(())
+}
+
+async fn storm(common: Common) -> anyhow::Result<bool> {
+    let (target, devices) = setup(&common).await?;
+    let mut report = base_report("connect-storm", &common);
+    let conns = connect_all(&target, &devices, common.concurrency, &mut report).await;
+    let closing: Vec<_> = conns
+        .into_iter()
+        .flatten()
+        .map(|c| tokio::spawn(c.close()))
+        .collect();
+    for task in closing {
+        let _ = task.await;
+    }
+    report.errors = report.connect_failures;
+    finish(&report, common.json.as_ref())?;
+    Ok(report.errors == 0)
+}
+
+async fn mqtt(args: MqttArgs) -> anyhow::Result<bool> {
+    let common = &args.common;
+    let (target, devices) = setup(common).await?;
+    let mut report = base_report("mqtt", common);
+    report.messages_per_device = args.messages;
+    report.size = args.size as u64;
+    report.qos = args.qos;
+    report.rate = args.rate;
+    report.inflight = args.inflight as u64;
+    report.planned = args.messages * devices.len() as u64;
+    let conns = connect_all(&target, &devices, common.concurrency, &mut report).await;
+
+    let qos = if args.qos == 0 {
+        QoS::AtMostOnce
+    } else {
+        QoS::AtLeastOnce
+    };
+    let payload = Bytes::from(vec![b'x'; args.size]);
+    let n = devices.len().max(1) as u64;
+    // Each device sends at rate/n; devices are staggered evenly inside one interval.
+    let interval = if args.rate == 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_secs_f64(n as f64 / args.rate as f64)
+    };
+    let start = Instant::now() + Duration::from_millis(20);
+    let deadline = start + Duration::from_secs_f64(args.duration);
+    let drain_deadline = deadline + Duration::from_secs_f64(args.drain);
+    let mut tasks = Vec::new();
+    for (i, (device, conn)) in devices.iter().zip(conns).enumerate() {
+        let Some(mut conn) = conn else { continue };
+        let plan = PublishPlan {
+            topic: device.topic(&target),
+            messages: args.messages,
+            payload: payload.clone(),
+            qos,
+            inflight: args.inflight,
+            interval,
+            first: start + interval.mul_f64(i as f64 / n as f64),
+            deadline,
+            drain_deadline,
+        };
+        tasks.push(tokio::spawn(async move {
+            let outcome = mqtt_client::publish_loop(&mut conn, &plan).await;
+            conn.close().await;
+            outcome
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut end = start;
+    for task in tasks {
+        let outcome = task.await?;
+        report.sent += outcome.sent;
+        report.acked += outcome.acked;
+        latencies.extend(outcome.latencies_us);
+        if let Some(at) = outcome.last_ack {
+            end = end.max(at);
+        }
+        if let Some(e) = outcome.error {
+            report.errors += 1;
+            report.first_error.get_or_insert(e);
+        }
+    }
+    if qos == QoS::AtMostOnce {
+        end = Instant::now();
+    }
+    report.errors += report.connect_failures;
+    report.publish_secs = end.saturating_duration_since(start).as_secs_f64();
+    let counted = if qos == QoS::AtMostOnce {
+        report.sent
+    } else {
+        report.acked
+    };
+    report.throughput_msgs_per_sec = counted as f64 / report.publish_secs.max(1e-9);
+    report.latency = Latency::from_samples(latencies);
+    report.stopped_by_duration = report.sent < report.planned;
+    finish(&report, common.json.as_ref())?;
+    let all_acked = qos == QoS::AtMostOnce || report.acked == report.sent;
+    let complete = args.allow_partial || report.sent == report.planned;
+    Ok(report.errors == 0 && all_acked && complete)
+}
