@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use outpost_auth::{KeyEncoding, Rights, SasToken, resource_in_scope};
+use outpost_auth::{KeyEncoding, Rights, SasToken, SymmetricKey, resource_in_scope};
 use outpost_model::{Hub, PolicyName, Timestamp};
 
 use crate::hubs::strip_port;
@@ -111,12 +111,7 @@ impl Hubs {
             .and_then(|host| self.by_host(host))
             .or_else(|| self.by_host(&token_host))
             .ok_or_else(|| CoreError::HubNotFound(host.unwrap_or(&token_host).to_owned()))?;
-        // A port in the connection string's HostName reaches the token (§1.2); compare without it.
-        let scope = format!(
-            "{}{}",
-            strip_port(&token_host),
-            &token.resource()[token_host.len()..]
-        );
+        let scope = scope_without_port(&token);
         if !resource_in_scope(&scope, &hub.host_name) {
             return Err(unauthorized(AuthFailure::WrongResource));
         }
@@ -126,23 +121,39 @@ impl Hubs {
         let policy = hub
             .policy(key_name)
             .ok_or(unauthorized(AuthFailure::UnknownPrincipal))?;
-        let now_secs = now.unix_seconds().unwrap_or_default().max(0) as u64;
-        let mut failure = AuthFailure::BadSignature;
-        for key in [&policy.primary_key, &policy.secondary_key] {
-            match token.verify(key, KeyEncoding::Base64Decoded, now_secs) {
-                Ok(()) => {
-                    let principal = Principal::Policy(policy.key_name.clone());
-                    let rights = policy.rights;
-                    return Ok(Caller {
-                        rights,
-                        principal,
-                        hub: hub.clone(),
-                    });
-                }
-                Err(outpost_auth::AuthError::Expired { .. }) => failure = AuthFailure::Expired,
-                Err(_) => {}
-            }
-        }
-        Err(unauthorized(failure))
+        verify_with_any(&token, [&policy.primary_key, &policy.secondary_key], now).map_err(unauthorized)?;
+        let principal = Principal::Policy(policy.key_name.clone());
+        Ok(Caller {
+            rights: policy.rights,
+            principal,
+            hub: hub.clone(),
+        })
     }
+}
+
+/// Returns the token's resource with a `:port` after its host removed: a port in the connection
+/// string's HostName reaches the token (wire contract §1.2), hubs are named without it.
+pub(crate) fn scope_without_port(token: &SasToken) -> String {
+    let resource = token.resource();
+    let host = resource.split('/').next().unwrap_or_default();
+    format!("{}{}", strip_port(host), &resource[host.len()..])
+}
+
+/// Verifies a token against each of `keys` (base64-decoded, the IoT Hub convention) until one
+/// signs it. An expired token reports `Expired`, any other failure `BadSignature`.
+pub(crate) fn verify_with_any<'a>(
+    token: &SasToken,
+    keys: impl IntoIterator<Item = &'a SymmetricKey>,
+    now: Timestamp,
+) -> Result<(), AuthFailure> {
+    let now = now.unix_seconds().unwrap_or_default().max(0) as u64;
+    let mut failure = AuthFailure::BadSignature;
+    for key in keys {
+        match token.verify(key, KeyEncoding::Base64Decoded, now) {
+            Ok(()) => return Ok(()),
+            Err(outpost_auth::AuthError::Expired { .. }) => failure = AuthFailure::Expired,
+            Err(_) => {}
+        }
+    }
+    Err(failure)
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use outpost_auth::{CaCertificate, KeyEncoding, Rights, SasToken, resource_in_scope, verify_device_chain};
+use outpost_auth::{CaCertificate, Rights, SasToken, resource_in_scope, verify_device_chain};
 use outpost_model::{
     Annotations, AuthenticationType, DeviceId, DeviceStatus, Hub, MAX_MESSAGE_BYTES, Message, ModuleId,
     SystemProperties, Timestamp, partition_for,
@@ -12,7 +12,7 @@ use outpost_model::{
 
 use serde_json::{Map, Value, json};
 
-use crate::hubs::strip_port;
+use crate::access::{scope_without_port, verify_with_any};
 use crate::presence::IdentityKey;
 use crate::registry::Registry;
 use crate::{AppendedEvent, AuthFailure, Clock, CoreError, EventLog};
@@ -137,16 +137,10 @@ impl Registry {
         let auth_method = match credential {
             DeviceCredential::Sas(text) => {
                 let token = SasToken::parse(text).map_err(|_| unauthorized(AuthFailure::Malformed))?;
-                let token_host = token.resource().split('/').next().unwrap_or_default();
-                let scope = format!(
-                    "{}{}",
-                    strip_port(token_host),
-                    &token.resource()[token_host.len()..]
-                );
+                let scope = scope_without_port(&token);
                 if !resource_in_scope(&scope, &resource) {
                     return Err(unauthorized(AuthFailure::WrongResource));
                 }
-                let now = self.clock.now().unix_seconds().unwrap_or_default().max(0) as u64;
                 let (keys, method): (Vec<_>, _) = match token.key_name() {
                     Some(policy) => {
                         let policy = hub
@@ -170,20 +164,7 @@ impl Registry {
                         )
                     }
                 };
-                let mut failure = AuthFailure::BadSignature;
-                let verified =
-                    keys.iter()
-                        .any(|key| match token.verify(key, KeyEncoding::Base64Decoded, now) {
-                            Ok(()) => true,
-                            Err(outpost_auth::AuthError::Expired { .. }) => {
-                                failure = AuthFailure::Expired;
-                                false
-                            }
-                            Err(_) => false,
-                        });
-                if !verified {
-                    return Err(unauthorized(failure));
-                }
+                verify_with_any(&token, &keys, self.clock.now()).map_err(unauthorized)?;
                 credential_expiry = Some(Timestamp::from_unix_seconds(
                     i64::try_from(token.expiry()).unwrap_or(i64::MAX),
                 ));

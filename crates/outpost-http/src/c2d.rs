@@ -68,13 +68,23 @@ pub(crate) async fn send(
     Path(path): Path<HubDevicePath>,
     AzureJson(request): AzureJson<SendRequest>,
 ) -> Result<Response, ApiError> {
-    let hub = find_hub(&state, &path.hub)?;
     let destination = C2dDestination::device(DeviceId::new(&path.id)?);
+    queue(&state, &path.hub, &destination, request).await
+}
+
+/// Queues a message as the operator of `hub`.
+async fn queue(
+    state: &OperatorState,
+    hub: &str,
+    destination: &C2dDestination,
+    request: SendRequest,
+) -> Result<Response, ApiError> {
+    let hub = find_hub(state, hub)?;
     let message = message_from(request)?;
     state
         .outpost
         .c2d
-        .send(&outpost_core::Caller::operator(hub), &destination, message)
+        .send(&outpost_core::Caller::operator(hub), destination, message)
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -94,18 +104,11 @@ pub(crate) async fn send_to_module_input(
     Path(path): Path<ModuleInputPath>,
     AzureJson(request): AzureJson<SendRequest>,
 ) -> Result<Response, ApiError> {
-    let hub = find_hub(&state, &path.hub)?;
     let destination = C2dDestination {
         device: DeviceId::new(&path.id)?,
         module_input: Some((ModuleId::new(&path.mid)?, path.input)),
     };
-    let message = message_from(request)?;
-    state
-        .outpost
-        .c2d
-        .send(&outpost_core::Caller::operator(hub), &destination, message)
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    queue(&state, &path.hub, &destination, request).await
 }
 
 fn message_from(request: SendRequest) -> Result<C2dMessage, ApiError> {

@@ -9,7 +9,7 @@ mod mqtt_support;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use mqtt_support::{Client, create_device, device_token, start, start_with};
+use mqtt_support::{Client, create_device, device_token, patch_desired, start, start_with};
 use outpost_auth::SymmetricKey;
 use outpost_core::{Caller, DeviceSpec, LogPosition};
 use outpost_model::{DeviceId, DeviceStatus, Message, partition_for};
@@ -216,20 +216,7 @@ async fn twin_get_reported_patch_and_desired_notification() {
         "the Node SDK reads only errorCode"
     );
 
-    let hub = server.outpost.hubs.by_host("localhost").unwrap();
-    let update =
-        outpost_model::TwinUpdate::from_twin_json(&json!({"properties": {"desired": {"rate": 5}}})).unwrap();
-    let registry = &server.outpost.registry;
-    registry
-        .write_device_twin(
-            &Caller::operator(hub),
-            &DeviceId::new("dev1").unwrap(),
-            &update,
-            outpost_core::TwinWrite::Patch,
-            None,
-        )
-        .await
-        .unwrap();
+    patch_desired(&server, "dev1", json!({"properties": {"desired": {"rate": 5}}})).await;
     let notification = client.next_publish().await;
     assert_eq!(
         notification.topic,
@@ -263,21 +250,7 @@ async fn persistent_sessions_keep_subscriptions_and_a_second_connection_takes_ov
 
     let (mut third, connack) = Client::connect(&server, "dev1", Some(token.clone()), false).await;
     assert!(connack.session_present, "clean session false keeps the session");
-    let hub = server.outpost.hubs.by_host("localhost").unwrap();
-    let update =
-        outpost_model::TwinUpdate::from_twin_json(&json!({"properties": {"desired": {"x": 1}}})).unwrap();
-    server
-        .outpost
-        .registry
-        .write_device_twin(
-            &Caller::operator(hub),
-            &DeviceId::new("dev1").unwrap(),
-            &update,
-            outpost_core::TwinWrite::Patch,
-            None,
-        )
-        .await
-        .unwrap();
+    patch_desired(&server, "dev1", json!({"properties": {"desired": {"x": 1}}})).await;
     let notification = third.next_publish().await;
     assert!(
         notification

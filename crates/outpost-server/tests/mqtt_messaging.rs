@@ -8,7 +8,7 @@ mod mqtt_support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use mqtt_support::{Client, create_device, device_token, start};
+use mqtt_support::{Client, create_device, device_token, patch_desired, start};
 use outpost_core::{C2dDestination, Caller, DeviceSpec};
 use outpost_model::{DeviceId, DeviceStatus};
 use outpost_mqtt::codec::{Packet, QoS};
@@ -247,20 +247,7 @@ async fn persistent_sessions_survive_a_server_restart() {
         connack.session_present,
         "the Python SDK never subscribes again after reconnecting"
     );
-    let hub = server.outpost.hubs.by_host("localhost").unwrap();
-    let update =
-        outpost_model::TwinUpdate::from_twin_json(&json!({"properties": {"desired": {"y": 2}}})).unwrap();
-    let registry = &server.outpost.registry;
-    registry
-        .write_device_twin(
-            &Caller::operator(hub),
-            &DeviceId::new("dev1").unwrap(),
-            &update,
-            outpost_core::TwinWrite::Patch,
-            None,
-        )
-        .await
-        .unwrap();
+    patch_desired(&server, "dev1", json!({"properties": {"desired": {"y": 2}}})).await;
     assert!(
         client
             .next_publish()

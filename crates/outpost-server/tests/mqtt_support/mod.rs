@@ -70,6 +70,25 @@ pub async fn create_device(server: &Server, id: &str) -> SymmetricKey {
     device.authentication.symmetric_key.primary_key.unwrap()
 }
 
+/// Patches a device's desired properties as the service side would (the hub then notifies the
+/// device); `body` is a Twin body such as `{"properties": {"desired": {…}}}`.
+pub async fn patch_desired(server: &Server, device: &str, body: serde_json::Value) {
+    let hub = server.outpost.hubs.by_host("localhost").unwrap();
+    let update = outpost_model::TwinUpdate::from_twin_json(&body).unwrap();
+    server
+        .outpost
+        .registry
+        .write_device_twin(
+            &Caller::operator(hub),
+            &DeviceId::new(device).unwrap(),
+            &update,
+            outpost_core::TwinWrite::Patch,
+            None,
+        )
+        .await
+        .unwrap();
+}
+
 pub fn device_token(device: &str, key: &SymmetricKey, expiry_offset: i64) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
