@@ -8,8 +8,11 @@
     reason = "a command-line tool prints"
 )]
 
+mod consumer;
 mod mqtt_client;
+mod operator;
 mod report;
+mod twin_methods;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +21,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
+use consumer::Consumer;
 use mqtt_client::{Conn, Device, PublishPlan, Target};
+use operator::Operator;
 use outpost_mqtt::codec::QoS;
 use report::{Latency, Report};
 
@@ -36,8 +41,18 @@ struct Cli {
 enum Command {
     /// D2C telemetry: N devices each publish M messages; reports throughput and PUBACK latency.
     Mqtt(MqttArgs),
-    /// Connects N devices as fast as possible, reports connects/s, then disconnects.
-    ConnectStorm(Common),
+    /// Connects N devices as fast as possible, reports connects/s (and, with --server-pid, the
+    /// server's memory per idle connection), then disconnects.
+    ConnectStorm(StormArgs),
+    /// Device twin over MQTT: N devices keep --inflight GET or reported-property PATCH requests
+    /// outstanding; reports ops/s and request → response latency.
+    Twin(twin_methods::TwinArgs),
+    /// Desired-property patches through the service API; reports service call latency and
+    /// patch → device notification latency.
+    Desired(twin_methods::DesiredArgs),
+    /// Direct-method invocations through the service API, answered at once by the devices;
+    /// reports calls/s and round-trip latency.
+    Methods(twin_methods::MethodsArgs),
     /// Prints medians of two sets of `--json` results side by side, with the ratio A / B.
     Compare {
         #[arg(long, default_value = "A")]
@@ -89,6 +104,19 @@ struct Common {
 }
 
 #[derive(Debug, Clone, Args)]
+struct StormArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Process id of the server: its resident memory is read from `/proc/<pid>/status` before
+    /// the storm and after every connection is up and idle.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Seconds to keep the connections open (idle) before measuring memory and closing.
+    #[arg(long, default_value_t = 0.0)]
+    hold: f64,
+}
+
+#[derive(Debug, Clone, Args)]
 struct MqttArgs {
     #[command(flatten)]
     common: Common,
@@ -116,6 +144,11 @@ struct MqttArgs {
     /// (every sent message must still be acknowledged).
     #[arg(long)]
     allow_partial: bool,
+    /// Also consume what is published (Outpost: its event log through the operator API; a peer
+    /// broker: a subscriber on `bench/#`) and report end-to-end latency from the intended send
+    /// time (payloads carry it; needs --size ≥ 16).
+    #[arg(long)]
+    consume: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -124,7 +157,10 @@ fn main() -> anyhow::Result<()> {
     let ok = runtime.block_on(async {
         match cli.command {
             Command::Mqtt(args) => mqtt(args).await,
-            Command::ConnectStorm(common) => storm(common).await,
+            Command::ConnectStorm(args) => storm(args).await,
+            Command::Twin(args) => twin_methods::twin(args).await,
+            Command::Desired(args) => twin_methods::desired(args).await,
+            Command::Methods(args) => twin_methods::methods(args).await,
             Command::Compare {
                 a_label,
                 a,
@@ -236,10 +272,31 @@ fn finish(report: &Report, json: Option<&PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn storm(common: Common) -> anyhow::Result<bool> {
-    let (target, devices) = setup(&common).await?;
-    let mut report = base_report("connect-storm", &common);
+/// Resident set size of process `pid`, KiB (`VmRSS` in `/proc/<pid>/status`).
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("read /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS line")
+}
+
+async fn storm(args: StormArgs) -> anyhow::Result<bool> {
+    let common = &args.common;
+    let (target, devices) = setup(common).await?;
+    let mut report = base_report("connect-storm", common);
+    let before = args.server_pid.map(rss_kib).transpose()?;
     let conns = connect_all(&target, &devices, common.concurrency, &mut report).await;
+    tokio::time::sleep(Duration::from_secs_f64(args.hold)).await;
+    if let (Some(pid), Some(before)) = (args.server_pid, before) {
+        let after = rss_kib(pid)?;
+        report.server_rss_before_kib = Some(before);
+        report.server_rss_after_kib = Some(after);
+        report.server_bytes_per_connection =
+            Some(after.saturating_sub(before) as f64 * 1024.0 / report.connected.max(1) as f64);
+    }
     let closing: Vec<_> = conns
         .into_iter()
         .flatten()
@@ -264,6 +321,17 @@ async fn mqtt(args: MqttArgs) -> anyhow::Result<bool> {
     report.inflight = args.inflight as u64;
     report.planned = args.messages * devices.len() as u64;
     let conns = connect_all(&target, &devices, common.concurrency, &mut report).await;
+    if args.consume && args.size < mqtt_client::STAMP_LEN {
+        bail!("--consume needs --size of at least {}", mqtt_client::STAMP_LEN);
+    }
+    let consumer = match (args.consume, target.generic) {
+        (false, _) => None,
+        (true, true) => Some(Consumer::subscriber(&target, &format!("{}-consumer", common.prefix)).await?),
+        (true, false) => {
+            let dir = common.data_dir.as_ref().context("--consume needs --data-dir")?;
+            Some(Consumer::event_log(Operator::from_data_dir(dir)?, &common.hub).await?)
+        }
+    };
 
     let qos = if args.qos == 0 {
         QoS::AtMostOnce
@@ -279,6 +347,7 @@ async fn mqtt(args: MqttArgs) -> anyhow::Result<bool> {
         Duration::from_secs_f64(n as f64 / args.rate as f64)
     };
     let start = Instant::now() + Duration::from_millis(20);
+    let stamp_base = mqtt_client::wall_micros() + 20_000;
     let deadline = start + Duration::from_secs_f64(args.duration);
     let drain_deadline = deadline + Duration::from_secs_f64(args.drain);
     let mut tasks = Vec::new();
@@ -294,6 +363,7 @@ async fn mqtt(args: MqttArgs) -> anyhow::Result<bool> {
             first: start + interval.mul_f64(i as f64 / n as f64),
             deadline,
             drain_deadline,
+            stamp: args.consume.then_some((start, stamp_base)),
         };
         tasks.push(tokio::spawn(async move {
             let outcome = mqtt_client::publish_loop(&mut conn, &plan).await;
@@ -329,6 +399,21 @@ async fn mqtt(args: MqttArgs) -> anyhow::Result<bool> {
     report.throughput_msgs_per_sec = counted as f64 / report.publish_secs.max(1e-9);
     report.latency = Latency::from_samples(latencies);
     report.stopped_by_duration = report.sent < report.planned;
+    if let Some(consumer) = consumer {
+        let consumed = consumer.finish(counted, Duration::from_secs(10)).await;
+        report.consumed = Some(consumed.received);
+        report.e2e_latency = Some(Latency::from_samples(consumed.latencies_us));
+        if let Some(e) = consumed.error {
+            report.errors += 1;
+            report.first_error.get_or_insert(e);
+        }
+        if consumed.received < counted {
+            report.errors += 1;
+            report
+                .first_error
+                .get_or_insert_with(|| format!("consumer saw {} of {counted} messages", consumed.received));
+        }
+    }
     finish(&report, common.json.as_ref())?;
     let all_acked = qos == QoS::AtMostOnce || report.acked == report.sent;
     let complete = args.allow_partial || report.sent == report.planned;

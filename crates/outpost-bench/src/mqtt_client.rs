@@ -7,16 +7,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow, bail};
 use bytes::{Bytes, BytesMut};
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper::Method;
 use outpost_auth::{KeyEncoding, SymmetricKey};
-use outpost_mqtt::codec::{Connect, ConnectReturnCode, Decoder, Packet, PacketId, Publish, QoS, encode};
+use outpost_mqtt::codec::{
+    Connect, ConnectReturnCode, Decoder, Packet, PacketId, Publish, QoS, SubAckReturnCode, Subscribe, encode,
+};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout};
+
+use crate::operator::Operator;
 
 /// A byte stream to a broker, TLS or plain.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -83,45 +84,25 @@ pub fn tls_config(ca_pem: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
 /// Creates (or fetches) devices `<prefix>-0..n` through the operator API of the server whose
 /// data directory is `data_dir`, and returns them with their primary keys.
 pub async fn provision(data_dir: &Path, hub: &str, prefix: &str, n: usize) -> anyhow::Result<Vec<Device>> {
-    let read = |name: &str| -> anyhow::Result<String> {
-        let path = data_dir.join(name);
-        Ok(std::fs::read_to_string(&path)
-            .with_context(|| format!("read {} (is `outpost serve` running?)", path.display()))?
-            .trim()
-            .to_owned())
-    };
-    let base = read("operator-endpoint")?;
-    let token = read("operator-token")?;
-    let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let operator = Operator::from_data_dir(data_dir)?;
     let semaphore = Arc::new(tokio::sync::Semaphore::new(16));
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
         let id = format!("{prefix}-{i}");
-        let uri = format!(
-            "{}/hubs/{hub}/service/devices/{id}?api-version=2021-04-12",
-            base.trim_end_matches('/')
-        );
-        let (http, token, semaphore) = (http.clone(), token.clone(), semaphore.clone());
+        let (operator, hub, semaphore) = (operator.clone(), hub.to_owned(), semaphore.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = semaphore.acquire_owned().await?;
-            let mut reply = None;
-            for method in [Method::PUT, Method::GET] {
-                let body = if method == Method::PUT { "{}" } else { "" };
-                let request = Request::builder()
-                    .method(method)
-                    .uri(&uri)
-                    .header("authorization", format!("Bearer {token}"))
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from_static(body.as_bytes())))?;
-                let response = http.request(request).await.context("reach the operator API")?;
-                let ok = response.status().is_success();
-                let bytes = response.into_body().collect().await?.to_bytes();
-                if ok {
-                    reply = Some(bytes);
-                    break;
-                }
+            let path = format!("/devices/{id}?api-version=2021-04-12");
+            let (mut status, mut bytes) = operator
+                .service(&hub, Method::PUT, &path, Some(Bytes::from_static(b"{}")))
+                .await?;
+            if !status.is_success() {
+                // Already there from an earlier run: read it.
+                (status, bytes) = operator.service(&hub, Method::GET, &path, None).await?;
             }
-            let bytes = reply.ok_or_else(|| anyhow!("could not create or read device {id}"))?;
+            if !status.is_success() {
+                bail!("could not create or read device {id}: {status}");
+            }
             let json: serde_json::Value = serde_json::from_slice(&bytes)?;
             let key = json
                 .pointer("/authentication/symmetricKey/primaryKey")
@@ -210,16 +191,42 @@ impl Conn {
         }
     }
 
-    async fn send(&mut self, packet: &Packet) -> anyhow::Result<()> {
+    /// Encodes and writes one packet.
+    pub async fn send(&mut self, packet: &Packet) -> anyhow::Result<()> {
         let mut out = BytesMut::new();
         encode(packet, &mut out)?;
-        self.stream.write_all(&out).await?;
+        self.send_raw(&out).await
+    }
+
+    /// Writes already encoded packets (several at once, for batching).
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.stream.write_all(bytes).await?;
         self.stream.flush().await?;
         Ok(())
     }
 
+    /// Subscribes to `filters` and waits for a SUBACK granting every one of them.
+    pub async fn subscribe(&mut self, filters: &[&str], qos: QoS) -> anyhow::Result<()> {
+        let packet_id = PacketId::new(1).context("packet id")?;
+        let subscribe = Subscribe {
+            packet_id,
+            filters: filters.iter().map(|f| ((*f).to_owned(), qos)).collect(),
+        };
+        self.send(&Packet::Subscribe(subscribe)).await?;
+        match timeout(Duration::from_secs(30), self.next()).await {
+            Ok(Ok(Some(Packet::SubAck(ack))))
+                if ack.return_codes.iter().all(|c| *c != SubAckReturnCode::Failure) =>
+            {
+                Ok(())
+            }
+            Ok(Ok(other)) => bail!("expected a granting SUBACK, got {other:?}"),
+            Ok(Err(e)) => Err(e),
+            Err(_) => bail!("no SUBACK within 30 s"),
+        }
+    }
+
     /// Reads the next packet; `None` when the broker closed the connection.
-    async fn next(&mut self) -> anyhow::Result<Option<Packet>> {
+    pub async fn next(&mut self) -> anyhow::Result<Option<Packet>> {
         loop {
             if let Some(packet) = self.decoder.decode(&mut self.buffer)? {
                 return Ok(Some(packet));
@@ -253,6 +260,25 @@ pub struct PublishPlan {
     pub deadline: Instant,
     /// Give up waiting for acknowledgements at this instant.
     pub drain_deadline: Instant,
+    /// When set, each payload starts with the intended send time as 16 ASCII digits of
+    /// microseconds since the UNIX epoch (the clock at `.0` reads `.1`), for end-to-end latency.
+    pub stamp: Option<(Instant, u64)>,
+}
+
+/// Width of the send-time stamp at the start of a payload.
+pub const STAMP_LEN: usize = 16;
+
+/// Microseconds since the UNIX epoch now.
+pub fn wall_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// The send time stamped at the start of `payload`, if it carries one.
+pub fn read_stamp(payload: &[u8]) -> Option<u64> {
+    let digits = payload.get(..STAMP_LEN)?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// What one device's publish loop did.
@@ -345,13 +371,23 @@ async fn run(conn: &mut Conn, plan: &PublishPlan, out: &mut PublishOutcome) -> a
                     } else {
                         None
                     };
+                    let payload = match plan.stamp {
+                        Some((at, micros)) => {
+                            let wall = micros + intended.saturating_duration_since(at).as_micros() as u64;
+                            let mut stamped = BytesMut::from(&plan.payload[..]);
+                            let digits = format!("{wall:016}");
+                            stamped[..STAMP_LEN].copy_from_slice(&digits.as_bytes()[..STAMP_LEN]);
+                            stamped.freeze()
+                        }
+                        None => plan.payload.clone(),
+                    };
                     let publish = Publish {
                         dup: false,
                         qos: plan.qos,
                         retain: false,
                         topic: plan.topic.clone(),
                         packet_id,
-                        payload: plan.payload.clone(),
+                        payload,
                     };
                     encode(&Packet::Publish(publish), &mut wbuf)?;
                     out.sent += 1;

@@ -62,6 +62,20 @@ pub struct Report {
     pub throughput_msgs_per_sec: f64,
     pub latency: Latency,
     pub stopped_by_duration: bool,
+    /// Messages the end-to-end consumer read (with `--consume`).
+    #[serde(default)]
+    pub consumed: Option<u64>,
+    /// Intended send time → consumer, µs (with `--consume`).
+    #[serde(default)]
+    pub e2e_latency: Option<Latency>,
+    /// Server resident memory before the connections and after (`--server-pid`), KiB.
+    #[serde(default)]
+    pub server_rss_before_kib: Option<u64>,
+    #[serde(default)]
+    pub server_rss_after_kib: Option<u64>,
+    /// (after − before) ÷ connections, bytes.
+    #[serde(default)]
+    pub server_bytes_per_connection: Option<f64>,
 }
 
 impl Report {
@@ -131,12 +145,31 @@ impl Report {
                     self.latency.p50_us, self.latency.p90_us, self.latency.p99_us, self.latency.max_us
                 ),
             );
+            if let (Some(consumed), Some(e2e)) = (self.consumed, &self.e2e_latency) {
+                row(
+                    "end-to-end (µs)",
+                    format!(
+                        "{consumed} consumed; p50 {} p90 {} p99 {} max {}",
+                        e2e.p50_us, e2e.p90_us, e2e.p99_us, e2e.max_us
+                    ),
+                );
+            }
             if self.stopped_by_duration {
                 row(
                     "note",
                     "stopped by --duration before all planned messages".to_owned(),
                 );
             }
+        }
+        if let (Some(before), Some(after), Some(per)) = (
+            self.server_rss_before_kib,
+            self.server_rss_after_kib,
+            self.server_bytes_per_connection,
+        ) {
+            row(
+                "server memory",
+                format!("RSS {before} KiB → {after} KiB: {per:.0} B per connection"),
+            );
         }
         row("errors", self.errors.to_string());
         if let Some(e) = &self.first_error {
@@ -147,11 +180,6 @@ impl Report {
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_vec_pretty(self)?)
             .with_context(|| format!("write {}", path.display()))
-    }
-
-    fn read(path: &Path) -> anyhow::Result<Self> {
-        let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
-        serde_json::from_slice(&bytes).with_context(|| format!("parse {}", path.display()))
     }
 }
 
@@ -168,33 +196,67 @@ fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
-/// Prints a Markdown table of the medians of runs `a` and `b` and the ratio a / b.
+/// Prints a Markdown table of the medians of runs `a` and `b` and the ratio a / b. Reads any
+/// of the tool's JSON reports (`mqtt`, `connect-storm`, `twin`, `desired`, `methods`); rows
+/// whose field no run has are left out.
 pub fn compare(a_label: &str, a: &[PathBuf], b_label: &str, b: &[PathBuf]) -> anyhow::Result<()> {
-    let load = |files: &[PathBuf]| -> anyhow::Result<Vec<Report>> {
-        files.iter().map(|p| Report::read(p)).collect()
+    let load = |files: &[PathBuf]| -> anyhow::Result<Vec<serde_json::Value>> {
+        files
+            .iter()
+            .map(|path| {
+                let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+                serde_json::from_slice(&bytes).with_context(|| format!("parse {}", path.display()))
+            })
+            .collect()
     };
     let (ra, rb) = (load(a)?, load(b)?);
-    type Metric = (&'static str, fn(&Report) -> f64);
-    let metrics: [Metric; 8] = [
-        ("throughput (msgs/s)", |r| r.throughput_msgs_per_sec),
-        ("PUBACK p50 (µs)", |r| r.latency.p50_us as f64),
-        ("PUBACK p90 (µs)", |r| r.latency.p90_us as f64),
-        ("PUBACK p99 (µs)", |r| r.latency.p99_us as f64),
-        ("PUBACK max (µs)", |r| r.latency.max_us as f64),
-        ("connects/s", |r| r.connects_per_sec),
-        ("messages acked", |r| r.acked as f64),
-        ("errors", |r| r.errors as f64),
-    ];
+    let scenario = ra
+        .first()
+        .and_then(|r| r["scenario"].as_str())
+        .unwrap_or_default();
+    let latency = if scenario == "mqtt" { "PUBACK" } else { "response" };
+    let metrics: Vec<(String, &str)> = [
+        ("throughput (msgs/s)", "/throughput_msgs_per_sec"),
+        ("operations ok/s", "/ok_per_sec"),
+        ("{latency} p50 (µs)", "/latency/p50_us"),
+        ("{latency} p90 (µs)", "/latency/p90_us"),
+        ("{latency} p99 (µs)", "/latency/p99_us"),
+        ("{latency} max (µs)", "/latency/max_us"),
+        ("end-to-end p50 (µs)", "/e2e_latency/p50_us"),
+        ("end-to-end p99 (µs)", "/e2e_latency/p99_us"),
+        ("end-to-end max (µs)", "/e2e_latency/max_us"),
+        ("patch → device p50 (µs)", "/notify_latency/p50_us"),
+        ("patch → device p99 (µs)", "/notify_latency/p99_us"),
+        ("messages acked", "/acked"),
+        ("messages consumed", "/consumed"),
+        ("operations ok", "/ok"),
+        ("connects/s", "/connects_per_sec"),
+        ("connect p50 (µs)", "/connect_latency/p50_us"),
+        ("connect p99 (µs)", "/connect_latency/p99_us"),
+        ("server bytes per connection", "/server_bytes_per_connection"),
+        ("errors", "/errors"),
+    ]
+    .into_iter()
+    .map(|(name, pointer)| (name.replace("{latency}", latency), pointer))
+    .collect();
     println!(
         "| metric (median of {} / {} runs) | {a_label} | {b_label} | {a_label} / {b_label} |",
         ra.len(),
         rb.len()
     );
     println!("|---|---:|---:|---:|");
-    for (name, get) in metrics {
-        let ma = median(ra.iter().map(get).collect());
-        let mb = median(rb.iter().map(get).collect());
-        let ratio = if mb == 0.0 {
+    for (name, pointer) in metrics {
+        let values = |runs: &[serde_json::Value]| -> Vec<f64> {
+            runs.iter()
+                .filter_map(|r| r.pointer(pointer).and_then(serde_json::Value::as_f64))
+                .collect()
+        };
+        let (va, vb) = (values(&ra), values(&rb));
+        if va.is_empty() && vb.is_empty() {
+            continue;
+        }
+        let (ma, mb) = (median(va), median(vb));
+        let ratio = if mb == 0.0 || mb.is_nan() || ma.is_nan() {
             "–".to_owned()
         } else {
             format!("{:.2}", ma / mb)

@@ -11,10 +11,12 @@
 //! - `session`: persistent sessions (clean session = false) kept between connections.
 //! - `throttle`: connects admitted per second per hub (CONNACK 3 beyond).
 //! - `state`: the sans-IO session: packets in, actions out.
+//! - `pipeline`: a connection's telemetry on its way to disk, acknowledged in order.
 //! - `connection`: one authenticated device connection: telemetry, twins, desired pushes.
 
 pub mod codec;
 pub mod connection;
+mod pipeline;
 pub mod session;
 pub mod state;
 pub mod throttle;

@@ -50,7 +50,7 @@ impl From<TxError> for StoreError {
 }
 
 /// Classifies a redb error. Its message names tables and sizes, never record contents.
-fn translate(error: &redb::Error) -> StoreError {
+pub(crate) fn translate(error: &redb::Error) -> StoreError {
     use redb::Error;
     let message = error.to_string();
     match error {

@@ -2,11 +2,12 @@
 //!
 //! Layer: a backend. It implements `outpost-core`'s ports ([`outpost_core::HubStore`],
 //! [`outpost_core::RegistryStore`]) and depends only on the core and the model; it must not
-//! depend on any front door (HTTP, MQTT, AMQP) or on the server. Every redb call runs on the
-//! blocking pool (`spawn_blocking`), and redb errors are translated into
-//! [`outpost_core::StoreError`] here, at the backend boundary.
+//! depend on any front door (HTTP, MQTT, AMQP) or on the server. redb reads run on the
+//! blocking pool (`spawn_blocking`), writes on one writer thread that group-commits them, and
+//! redb errors are translated into [`outpost_core::StoreError`] here, at the backend boundary.
 //!
 //! * `store`: [`EmbeddedStore`], opening the database, running transactions off the runtime.
+//! * `group_commit`: the writer thread: concurrent writes share one transaction and one fsync.
 //! * `tables`: the on-disk layout (tables, key and value shapes, JSON encoding).
 //! * `revision`: the database-wide revision counter and the `Expected` check.
 //! * `hubs`: `HubStore`, including the cascading `delete_hub`.
@@ -23,6 +24,7 @@ mod c2d;
 mod counts;
 mod error;
 pub mod event_log;
+mod group_commit;
 mod hubs;
 mod registry;
 mod revision;

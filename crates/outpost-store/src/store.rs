@@ -9,6 +9,7 @@ use redb::backends::InMemoryBackend;
 use redb::{Database, ReadTransaction, ReadableDatabase as _, ReadableTable as _, WriteTransaction};
 
 use crate::error::{TxError, from_join_error};
+use crate::group_commit::GroupCommitter;
 use crate::tables::{DEVICE_COUNTS, DEVICES, HUBS, META, MODULES, SCHEMA_VERSION, SCHEMA_VERSION_KEY};
 
 /// Outpost's storage on one embedded redb database: hubs, devices, modules and their twins.
@@ -22,6 +23,7 @@ use crate::tables::{DEVICE_COUNTS, DEVICES, HUBS, META, MODULES, SCHEMA_VERSION,
 #[derive(Clone, Debug)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    committer: Arc<GroupCommitter>,
 }
 
 impl EmbeddedStore {
@@ -75,7 +77,9 @@ impl EmbeddedStore {
             Ok(())
         })();
         finish(tx, prepared)?;
-        Ok(Self { db: Arc::new(db) })
+        let db = Arc::new(db);
+        let committer = Arc::new(GroupCommitter::start(Arc::clone(&db))?);
+        Ok(Self { db, committer })
     }
 
     /// Runs `work` in a read transaction (a consistent snapshot) on the blocking pool.
@@ -92,20 +96,16 @@ impl EmbeddedStore {
         Ok(task.await.map_err(|error| from_join_error(&error))??)
     }
 
-    /// Runs `work` in a write transaction on the blocking pool; commits when it succeeds and
-    /// aborts when it fails, so a failed expectation leaves nothing behind.
+    /// Runs `work` in a write transaction on the writer thread, group-committed with the writes
+    /// queued beside it (`group_commit`); resolves once durable. All or nothing: when `work`
+    /// fails, nothing it wrote remains. `work` may run more than once (a batch that fails is
+    /// replayed call by call), so it must not consume what it captures.
     pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&WriteTransaction) -> Result<T, TxError> + Send + 'static,
+        F: FnMut(&WriteTransaction) -> Result<T, TxError> + Send + 'static,
     {
-        let db = Arc::clone(&self.db);
-        let task = tokio::task::spawn_blocking(move || {
-            let tx = db.begin_write()?;
-            let outcome = work(&tx);
-            finish(tx, outcome)
-        });
-        Ok(task.await.map_err(|error| from_join_error(&error))??)
+        self.committer.write(work).await
     }
 
     /// Returns the database, for tests that tamper with stored bytes.
