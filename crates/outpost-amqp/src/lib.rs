@@ -20,11 +20,15 @@
 //! - `frame`: protocol headers, the resumable [`FrameDecoder`] and the frame writers.
 //! - `error`: [`AmqpCodecError`] and its AMQP condition.
 //! - `fuzz`: [`fuzz_round_trip`], the fuzz invariant shared by `cargo fuzz` and the seed-replay test.
+//! - `engine`: the sans-IO connection engine, server side: [`Engine`](engine::Engine) turns bytes and
+//!   timestamps into bytes to write and [`Event`](engine::Event)s (headers, SASL, open, sessions, links,
+//!   credit, deliveries, idle timeout).
 
 #![warn(missing_docs)]
 
 mod composite;
 pub mod definitions;
+pub mod engine;
 mod error;
 pub mod frame;
 mod fuzz;
