@@ -54,7 +54,7 @@ pub use ports::{
     ModuleRecord, PartitionInfo, RegistryStore, Retention, Revision, SessionStore, Stored, StoredEvent,
     SystemClock,
 };
-pub use presence::{DeviceCommand, IdentityKey, MethodOutcome, Presence, Registration};
+pub use presence::{DeviceCommand, IdentityKey, MethodInvocation, MethodOutcome, Presence, Registration};
 pub use registry::{DeviceSpec, ModuleSpec, Registry};
 pub use twins::TwinWrite;
 

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use crate::CoreError;
 use crate::access::{Caller, Permission};
-use crate::presence::{DeviceCommand, IdentityKey, MethodOutcome};
+use crate::presence::{DeviceCommand, IdentityKey, MethodInvocation, MethodOutcome};
 use crate::registry::Registry;
 
 /// Longest response timeout Azure allows, in seconds (and the longest connect timeout).
@@ -93,11 +93,11 @@ impl Registry {
         let connect_deadline = tokio::time::Instant::now() + Duration::from_secs(connect_timeout);
         let answer = loop {
             let (respond, answer) = oneshot::channel();
-            let command = DeviceCommand::InvokeMethod {
+            let command = DeviceCommand::InvokeMethod(Box::new(MethodInvocation {
                 name: name.to_owned(),
                 payload: call.payload.clone(),
                 respond,
-            };
+            }));
             if self.presence.send(&key, command) {
                 break answer;
             }

@@ -12,25 +12,32 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 /// Commands a connection carries out for the hub.
+///
+/// Payloads are boxed to keep the enum at 16 bytes: every connection's channel allocates a block
+/// of 32 slots up front, and idle connections are what a hub holds most of.
 #[derive(Debug)]
 pub enum DeviceCommand {
     /// Deliver a desired-properties patch (with `$version`).
-    DesiredPatch(Value),
+    DesiredPatch(Box<Value>),
     /// Invoke a direct method and answer on `respond`.
-    InvokeMethod {
-        /// The method name.
-        name: String,
-        /// The JSON payload.
-        payload: Value,
-        /// Where the device's answer goes.
-        respond: oneshot::Sender<MethodOutcome>,
-    },
+    InvokeMethod(Box<MethodInvocation>),
     /// A cloud-to-device message was queued for the identity.
     CloudToDeviceAvailable,
     /// Another connection of the same identity took over: close this one.
     TakenOver,
     /// The identity was disabled or deleted: close the connection.
     Revoked,
+}
+
+/// A direct method call on its way to a connection.
+#[derive(Debug)]
+pub struct MethodInvocation {
+    /// The method name.
+    pub name: String,
+    /// The JSON payload.
+    pub payload: Value,
+    /// Where the device's answer goes.
+    pub respond: oneshot::Sender<MethodOutcome>,
 }
 
 /// What became of a direct method call at the connection.

@@ -127,7 +127,7 @@ impl Registry {
             .collect();
         patch.insert("$version".into(), Value::from(twin.desired.version));
         self.presence
-            .send(key, DeviceCommand::DesiredPatch(Value::Object(patch)));
+            .send(key, DeviceCommand::DesiredPatch(Box::new(Value::Object(patch))));
     }
 
     pub(crate) fn apply(

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use outpost_core::{
-    CoreError, DeviceCommand, DeviceCredential, DeviceIdentity, HasErrorCode, MethodOutcome, Outpost,
-    StoreError,
+    CoreError, DeviceCommand, DeviceCredential, DeviceIdentity, HasErrorCode, MethodInvocation,
+    MethodOutcome, Outpost, StoreError,
 };
 use outpost_model::{DeviceId, ModuleId, Timestamp};
 use serde_json::{Value, json};
@@ -63,13 +63,31 @@ pub struct MqttContext {
     pub throttle: crate::throttle::ConnectThrottle,
 }
 
+/// Smallest read; what an idle connection holds while it waits.
+const MIN_READ: usize = 128;
+/// Largest read, reached by doubling while reads fill the space offered.
+const MAX_READ: usize = 64 * 1024;
+
+/// Reads packets. The buffer follows the traffic: reads double while they fill what was offered,
+/// and an empty buffer is released before waiting, so an idle connection holds `MIN_READ` bytes
+/// instead of a full read buffer (docs/benchmarks/results.md, memory per connection).
 struct PacketReader<S> {
     reader: ReadHalf<S>,
     buffer: BytesMut,
     decoder: Decoder,
+    read_size: usize,
 }
 
 impl<S: AsyncRead + AsyncWrite> PacketReader<S> {
+    fn new(reader: ReadHalf<S>, decoder: Decoder) -> Self {
+        Self {
+            reader,
+            buffer: BytesMut::new(),
+            decoder,
+            read_size: MIN_READ,
+        }
+    }
+
     /// Returns the next packet, `None` at end of stream. Cancel-safe: bytes already read stay in
     /// the buffer.
     async fn next(&mut self) -> Result<Option<Packet>, ConnectionError> {
@@ -77,9 +95,27 @@ impl<S: AsyncRead + AsyncWrite> PacketReader<S> {
             if let Some(packet) = self.decoder.decode(&mut self.buffer)? {
                 return Ok(Some(packet));
             }
-            if self.reader.read_buf(&mut self.buffer).await? == 0 {
+            let offered = if self.buffer.is_empty() {
+                if self.buffer.capacity() > 2 * MIN_READ {
+                    self.buffer = BytesMut::new();
+                }
+                MIN_READ.max(self.read_size / 2)
+            } else {
+                self.read_size
+            };
+            self.buffer.reserve(offered);
+            let spare = self.buffer.capacity() - self.buffer.len();
+            let read = self.reader.read_buf(&mut self.buffer).await?;
+            if read == 0 {
                 return Ok(None);
             }
+            self.read_size = if read >= spare {
+                (self.read_size * 2).min(MAX_READ)
+            } else if read < self.read_size / 4 {
+                (self.read_size / 2).max(MIN_READ)
+            } else {
+                self.read_size
+            };
         }
     }
 }
@@ -132,23 +168,50 @@ enum ConnectionError {
 }
 
 /// Serves one connection until it closes, the identity connects elsewhere, or `cancel` fires.
-pub async fn serve_connection<S>(
+///
+/// A future's size is that of its largest state, and this one lives as long as the connection:
+/// the stream is split (moved to the heap) before the future starts, and the setup (CONNECT,
+/// authentication, session) and the session run as separate boxed futures, so what stays
+/// allocated is what the session needs (an idle connection's memory; docs/benchmarks/results.md).
+pub fn serve_connection<S>(
     stream: S,
     peer_chain: Vec<Vec<u8>>,
     context: Arc<MqttContext>,
     cancel: CancellationToken,
-) where
+) -> impl Future<Output = ()> + Send
+where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (reader, writer) = tokio::io::split(stream);
-    let mut reader = PacketReader {
-        reader,
-        buffer: BytesMut::with_capacity(4096),
-        decoder: Decoder::new(context.limits.max_packet_size),
-    };
+    async move {
+        let accepted = Box::pin(accept(reader, writer, peer_chain, context)).await;
+        let Some((session, reader, writer)) = accepted else {
+            return;
+        };
+
+        if let Err(error) = Box::pin(session.run(reader, writer, cancel)).await {
+            tracing::debug!(error = %error, "mqtt connection ended");
+        }
+    }
+}
+
+type Accepted<S> = (Session, PacketReader<S>, PacketWriter<S>);
+
+/// Reads the CONNECT, authenticates it and loads the session; refuses with the CONNACK code
+/// of the failure and returns `None` when the connection cannot go on.
+async fn accept<S>(
+    reader: ReadHalf<S>,
+    writer: WriteHalf<S>,
+    peer_chain: Vec<Vec<u8>>,
+    context: Arc<MqttContext>,
+) -> Option<Accepted<S>>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let mut reader = PacketReader::new(reader, Decoder::new(context.limits.max_packet_size));
     let mut writer = PacketWriter {
         writer,
-        buffer: BytesMut::with_capacity(512),
+        buffer: BytesMut::new(),
     };
     let first = tokio::time::timeout(context.limits.connect_timeout, reader.next()).await;
     let connect = match first {
@@ -156,30 +219,36 @@ pub async fn serve_connection<S>(
         Ok(Err(ConnectionError::Decode(DecodeError::UnsupportedProtocolLevel(level)))) => {
             tracing::debug!(level, "refused an unsupported mqtt protocol level");
             let _ = refuse(&mut writer, ConnectReturnCode::UnacceptableProtocolVersion).await;
-            return;
+            return None;
         }
-        Ok(Ok(Some(_))) => return tracing::debug!("first packet was not CONNECT"),
-        Ok(Ok(None)) => return,
-        Ok(Err(error)) => return tracing::debug!(error = %error, "closed a connection before CONNECT"),
-        Err(_) => return tracing::debug!("no CONNECT in time"),
+        Ok(Ok(Some(_))) => {
+            tracing::debug!("first packet was not CONNECT");
+            return None;
+        }
+        Ok(Ok(None)) => return None,
+        Ok(Err(error)) => {
+            tracing::debug!(error = %error, "closed a connection before CONNECT");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!("no CONNECT in time");
+            return None;
+        }
     };
     let identity = match authenticate(&context, &connect, &peer_chain).await {
         Ok(identity) => identity,
         Err(code) => {
             let _ = refuse(&mut writer, code).await;
-            return;
+            return None;
         }
     };
-    let session = match Session::start(identity, &connect, context.clone()).await {
-        Ok(session) => session,
+    match Session::start(identity, &connect, context).await {
+        Ok(session) => Some((session, reader, writer)),
         Err(error) => {
             tracing::warn!(error = %error, "load the mqtt session failed");
             let _ = refuse(&mut writer, ConnectReturnCode::ServerUnavailable).await;
-            return;
+            None
         }
-    };
-    if let Err(error) = session.run(reader, writer, cancel).await {
-        tracing::debug!(error = %error, "mqtt connection ended");
     }
 }
 
@@ -326,7 +395,7 @@ impl Session {
         let outcome = async {
             writer.send(&Packet::ConnAck(connack)).await?;
             // A restored session may be subscribed to cloud-to-device messages already.
-            self.offer_c2d(&mut writer).await?;
+            Box::pin(self.offer_c2d(&mut writer)).await?;
             tracing::debug!(device = %self.identity.device_id, "mqtt device connected");
             let mut deadline = self.keep_alive.map(|keep_alive| Instant::now() + keep_alive);
             let credential_expiry = self.identity.credential_expiry.map(|expiry| {
@@ -343,12 +412,12 @@ impl Session {
                         let Some(packet) = packet? else { return Ok(()) };
                         deadline = self.keep_alive.map(|keep_alive| Instant::now() + keep_alive);
                         let actions = self.state.on_packet(packet);
-                        if !self.perform(actions, &mut writer).await? {
+                        if !Box::pin(self.perform(actions, &mut writer)).await? {
                             return Ok(());
                         }
                     }
                     appended = self.telemetry.next_completed() => {
-                        self.acknowledge(appended, &mut writer).await?;
+                        Box::pin(self.acknowledge(appended, &mut writer)).await?;
                     }
                     command = registration.commands.recv() => match command {
                         Some(DeviceCommand::DesiredPatch(patch)) => {
@@ -357,10 +426,11 @@ impl Session {
                                 writer.send(&packet).await?;
                             }
                         }
-                        Some(DeviceCommand::InvokeMethod { name, payload, respond }) => {
-                            self.invoke_method(&name, &payload, respond, &mut writer).await?;
+                        Some(DeviceCommand::InvokeMethod(call)) => {
+                            let MethodInvocation { name, payload, respond } = *call;
+                            Box::pin(self.invoke_method(&name, &payload, respond, &mut writer)).await?;
                         }
-                        Some(DeviceCommand::CloudToDeviceAvailable) => self.offer_c2d(&mut writer).await?,
+                        Some(DeviceCommand::CloudToDeviceAvailable) => Box::pin(self.offer_c2d(&mut writer)).await?,
                         Some(DeviceCommand::TakenOver) | None => {
                             tracing::info!(device = %self.identity.device_id, "another connection of this identity took over");
                             return Ok(());
@@ -370,13 +440,14 @@ impl Session {
                             return Ok(());
                         }
                     },
-                    () = sleep_until(deadline) => {
-                        tracing::info!(device = %self.identity.device_id, "keep-alive expired");
-                        return Ok(());
-                    }
-                    () = sleep_until(credential_expiry) => {
-                        // IoT Hub closes a connection when its SAS token expires; the SDKs renew.
-                        tracing::info!(device = %self.identity.device_id, "sas token expired; closing");
+                    // One timer for both deadlines: each timer is part of every connection's state.
+                    () = sleep_until(earliest(deadline, credential_expiry)) => {
+                        if credential_expiry.is_some_and(|expiry| expiry <= Instant::now()) {
+                            // IoT Hub closes a connection when its SAS token expires; the SDKs renew.
+                            tracing::info!(device = %self.identity.device_id, "sas token expired; closing");
+                        } else {
+                            tracing::info!(device = %self.identity.device_id, "keep-alive expired");
+                        }
                         return Ok(());
                     }
                     () = cancel.cancelled() => return Ok(()),
@@ -387,11 +458,11 @@ impl Session {
         .await;
         // Acknowledged telemetry is durable; what is still in flight is finished before leaving,
         // so nothing accepted from the socket is silently dropped.
-        let _ = self.flush(&mut writer).await;
+        let _ = Box::pin(self.flush(&mut writer)).await;
         let _ = writer.flush().await;
         if let Some(token) = self.state.take_c2d_in_flight() {
             // Not acknowledged: deliver it again on the next connection instead of after the lock.
-            if let Err(error) = self.context.outpost.c2d.abandon(&self.identity, &token).await {
+            if let Err(error) = Box::pin(self.context.outpost.c2d.abandon(&self.identity, &token)).await {
                 tracing::debug!(error = %error, "abandon an unacknowledged cloud-to-device message failed");
             }
         }
@@ -411,12 +482,12 @@ impl Session {
                 Action::StoreTelemetry { packet_id, message } => self.telemetry.push(packet_id, message),
                 Action::FlushTelemetry => self.flush(writer).await?,
                 Action::GetTwin { rid } => {
-                    let response = match self
-                        .context
-                        .outpost
-                        .registry
-                        .device_side_twin(&self.identity)
-                        .await
+                    // Boxed, like the other store calls here: their futures are deep, and inline
+                    // they would be part of every connection's task.
+                    let response = match Box::pin(
+                        self.context.outpost.registry.device_side_twin(&self.identity),
+                    )
+                    .await
                     {
                         Ok(twin) => twin_response(200, &rid, None, twin.to_string().into_bytes()),
                         Err(error) => twin_error(&rid, &error),
@@ -426,11 +497,13 @@ impl Session {
                 Action::PatchReported { rid, patch } => {
                     let outcome = match serde_json::from_slice::<Value>(&patch) {
                         Ok(Value::Object(patch)) => {
-                            self.context
-                                .outpost
-                                .registry
-                                .patch_reported(&self.identity, &patch)
-                                .await
+                            Box::pin(
+                                self.context
+                                    .outpost
+                                    .registry
+                                    .patch_reported(&self.identity, &patch),
+                            )
+                            .await
                         }
                         _ => Err(CoreError::InvalidArgument(
                             "the reported patch must be a JSON object".into(),
@@ -456,17 +529,15 @@ impl Session {
                     }
                 }
                 Action::CompleteC2d { token } => {
-                    match self.context.outpost.c2d.complete(&self.identity, &token).await {
+                    match Box::pin(self.context.outpost.c2d.complete(&self.identity, &token)).await {
                         Ok(()) | Err(CoreError::MessageLockLost) => {}
                         Err(other) => return Err(other.into()),
                     }
                 }
-                Action::OfferC2d => self.offer_c2d(writer).await?,
+                Action::OfferC2d => Box::pin(self.offer_c2d(writer)).await?,
                 Action::SaveSubscriptions => {
                     let filters = self.state.subscriptions().filters().to_vec();
-                    self.context
-                        .sessions
-                        .save(&self.key, &filters)
+                    Box::pin(self.context.sessions.save(&self.key, &filters))
                         .await
                         .map_err(CoreError::from)?;
                 }
@@ -560,6 +631,14 @@ impl Session {
         self.pending_methods.retain(|_, respond| !respond.is_closed());
         self.pending_methods.insert(rid, respond);
         writer.send(&packet).await
+    }
+}
+
+/// The earlier of two optional deadlines.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

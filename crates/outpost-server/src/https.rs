@@ -138,14 +138,25 @@ where
         let acceptor = acceptor.clone();
         let serve = Arc::clone(&serve);
         let cancel = cancel.clone();
-        tracker.spawn(async move {
+        let task = async move {
             let _permit: OwnedSemaphorePermit = permit;
-            if let Some(tls_stream) =
-                handshake(stream, peer, &acceptor, limits.handshake_timeout, &cancel).await
-            {
-                serve(tls_stream, peer, cancel).await;
+            // Boxed: the handshake's state (a whole TLS connection in progress) would otherwise
+            // stay part of the task for the connection's life (docs/benchmarks/results.md).
+            // Nor is the TLS stream bound to a name across an await: the stream moves into
+            // `serve` inside a closure, so the task does not reserve room for it.
+            let handshake = Box::pin(handshake(
+                stream,
+                peer,
+                &acceptor,
+                limits.handshake_timeout,
+                &cancel,
+            ));
+            let served = handshake.await.map(|tls_stream| serve(tls_stream, peer, cancel));
+            if let Some(served) = served {
+                served.await;
             }
-        });
+        };
+        tracker.spawn(task);
     }
 
     // Refuse new clients right away instead of leaving them in the backlog during the grace period.
