@@ -131,7 +131,7 @@ async fn read_partition(
             return Ok(latencies);
         }
         let path =
-            format!("/hubs/{hub}/events?partition={partition}&fromSequenceNumber={next}&max=1000&waitMs=200");
+            format!("/hubs/{hub}/events?partition={partition}&fromSequenceNumber={next}&max=100&waitMs=200");
         let call = operator.call(Method::GET, &path, None);
         let (status, body) = tokio::select! {
             reply = call => reply?,
