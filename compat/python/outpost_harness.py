@@ -2,8 +2,9 @@
 
 The official Python service SDK (azure-iot-hub 2.7.0) talks HTTPS to `https://<HostName>`,
 and the device SDKs hard-code their ports (the Python device SDK connects MQTT to 8883 and checks
-the host name), so the hub always listens on 127.0.0.1:443 (HTTPS) and 127.0.0.1:8883 (MQTT over
-TLS) with host name `localhost`. Only one server may run at a time.
+the host name), so the hub always listens on 127.0.0.1:443 (HTTPS), 127.0.0.1:8883 (MQTT over
+TLS) and 127.0.0.1:5671 (AMQP over TLS: the Event Hubs endpoint) with host name `localhost`. Only
+one server may run at a time.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HTTPS_LISTEN = "127.0.0.1:443"
 MQTT_LISTEN = "127.0.0.1:8883"
-LISTENERS = (HTTPS_LISTEN, MQTT_LISTEN)
+AMQP_LISTEN = "127.0.0.1:5671"
+LISTENERS = (HTTPS_LISTEN, MQTT_LISTEN, AMQP_LISTEN)
 READY_TIMEOUT_S = float(os.environ.get("OUTPOST_READY_TIMEOUT", "60"))
 STOP_TIMEOUT_S = 15.0
 CLI_TIMEOUT_S = 30.0
@@ -119,6 +121,8 @@ class OutpostServer:
             HTTPS_LISTEN,
             "--mqtt-listen",
             MQTT_LISTEN,
+            "--amqp-listen",
+            AMQP_LISTEN,
             "--operator-listen",
             "127.0.0.1:0",
         ]

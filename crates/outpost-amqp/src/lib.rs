@@ -2,7 +2,8 @@
 //! (types), 2 (transport), 3 (messaging) and 5 (SASL). No tokio, no I/O: the connection engine owns the
 //! socket and the buffers and calls in here.
 //!
-//! Layer: front door. The codec depends only on `bytes` and `thiserror`.
+//! Layer: front door. The codec and the engine depend only on `bytes` and `thiserror`; `door`
+//! adds tokio and the hub core.
 //!
 //! Encoding follows the wire reference §7.6: every composite (performatives, SASL bodies, source,
 //! target, error, header, properties…) is written as a full list with explicit nulls, because pyamqp
@@ -23,11 +24,15 @@
 //! - `engine`: the sans-IO connection engine, server side: [`Engine`](engine::Engine) turns bytes and
 //!   timestamps into bytes to write and [`Event`](engine::Event)s (headers, SASL, open, sessions, links,
 //!   credit, deliveries, idle timeout).
+//! - `door`: the hub-facing async connection driver of the Event Hubs-compatible endpoint
+//!   ([`serve_connection`](door::serve_connection)): SASL, CBS, `$management`, partition receivers
+//!   over the event log. The only module with tokio and the hub core.
 
 #![warn(missing_docs)]
 
 mod composite;
 pub mod definitions;
+pub mod door;
 pub mod engine;
 mod error;
 pub mod frame;

@@ -121,7 +121,13 @@ impl Hubs {
         let policy = hub
             .policy(key_name)
             .ok_or(unauthorized(AuthFailure::UnknownPrincipal))?;
-        verify_with_any(&token, [&policy.primary_key, &policy.secondary_key], now).map_err(unauthorized)?;
+        verify_with_any(
+            &token,
+            [&policy.primary_key, &policy.secondary_key],
+            &[KeyEncoding::Base64Decoded],
+            now,
+        )
+        .map_err(unauthorized)?;
         let principal = Principal::Policy(policy.key_name.clone());
         Ok(Caller {
             rights: policy.rights,
@@ -139,20 +145,28 @@ pub(crate) fn scope_without_port(token: &SasToken) -> String {
     format!("{}{}", strip_port(host), &resource[host.len()..])
 }
 
-/// Verifies a token against each of `keys` (base64-decoded, the IoT Hub convention) until one
-/// signs it. An expired token reports `Expired`, any other failure `BadSignature`.
-pub(crate) fn verify_with_any<'a>(
+/// Verifies a token against each of `keys`, signed under each of `encodings` (IoT Hub SDKs sign
+/// with the base64-decoded key, Event Hubs SDKs with the key's text), until one verifies. An
+/// expired token reports `Expired`, any other failure `BadSignature`. Every front door checks
+/// signatures here.
+///
+/// # Errors
+/// [`AuthFailure::Expired`] or [`AuthFailure::BadSignature`].
+pub fn verify_with_any<'a>(
     token: &SasToken,
     keys: impl IntoIterator<Item = &'a SymmetricKey>,
+    encodings: &[KeyEncoding],
     now: Timestamp,
 ) -> Result<(), AuthFailure> {
     let now = now.unix_seconds().unwrap_or_default().max(0) as u64;
     let mut failure = AuthFailure::BadSignature;
     for key in keys {
-        match token.verify(key, KeyEncoding::Base64Decoded, now) {
-            Ok(()) => return Ok(()),
-            Err(outpost_auth::AuthError::Expired { .. }) => failure = AuthFailure::Expired,
-            Err(_) => {}
+        for encoding in encodings {
+            match token.verify(key, *encoding, now) {
+                Ok(()) => return Ok(()),
+                Err(outpost_auth::AuthError::Expired { .. }) => failure = AuthFailure::Expired,
+                Err(_) => {}
+            }
         }
     }
     Err(failure)

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use outpost_auth::{CaCertificate, Rights, SasToken, resource_in_scope, verify_device_chain};
+use outpost_auth::{CaCertificate, KeyEncoding, Rights, SasToken, resource_in_scope, verify_device_chain};
 use outpost_model::{
     Annotations, AuthenticationType, DeviceId, DeviceStatus, Hub, MAX_MESSAGE_BYTES, Message, ModuleId,
     SystemProperties, Timestamp, partition_for,
@@ -164,7 +164,8 @@ impl Registry {
                         )
                     }
                 };
-                verify_with_any(&token, &keys, self.clock.now()).map_err(unauthorized)?;
+                verify_with_any(&token, &keys, &[KeyEncoding::Base64Decoded], self.clock.now())
+                    .map_err(unauthorized)?;
                 credential_expiry = Some(Timestamp::from_unix_seconds(
                     i64::try_from(token.expiry()).unwrap_or(i64::MAX),
                 ));

@@ -41,6 +41,8 @@ pub struct OutpostConfig {
     pub https: HttpsConfig,
     /// The MQTT listener (devices).
     pub mqtt: MqttConfig,
+    /// The AMQP listener (the built-in Event Hubs-compatible endpoint).
+    pub amqp: AmqpConfig,
     /// The operator API listener.
     pub operator: OperatorConfig,
     /// The telemetry log.
@@ -91,6 +93,28 @@ impl Default for MqttConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8883)),
             max_connections: 100_000,
             max_connects_per_second: 0,
+        }
+    }
+}
+
+/// The AMQP listeners: the built-in Event Hubs-compatible endpoint (AMQP 1.0).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmqpConfig {
+    /// Address of the TLS listener (the SDKs connect to 5671).
+    pub listen: SocketAddr,
+    /// Address of a plain TCP listener for `UseDevelopmentEmulator=true` clients (none by default).
+    pub plain_listen: Option<SocketAddr>,
+    /// Most concurrent connections per listener; more wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 5671)),
+            plain_listen: None,
+            max_connections: 10_000,
         }
     }
 }
@@ -153,6 +177,7 @@ impl Default for OutpostConfig {
             hub: HubConfig::default(),
             https: HttpsConfig::default(),
             mqtt: MqttConfig::default(),
+            amqp: AmqpConfig::default(),
             operator: OperatorConfig::default(),
             event_log: EventLogConfig::default(),
             tls: TlsConfig::default(),
@@ -209,7 +234,7 @@ impl Default for LogConfig {
 
 /// Options that may be unset, so that they are missing from the default table but still
 /// reachable from the environment.
-const OPTIONAL_LEAVES: [(&str, &str); 2] = [("tls", "cert"), ("tls", "key")];
+const OPTIONAL_LEAVES: [(&str, &str); 3] = [("tls", "cert"), ("tls", "key"), ("amqp", "plain_listen")];
 
 impl OutpostConfig {
     /// Parses `text` (absent: all defaults), applies `OUTPOST_<SECTION>_<KEY>` (and
@@ -285,9 +310,11 @@ impl OutpostConfig {
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid("log.format must be text or json".into()));
         }
-        if self.https.max_connections == 0 || self.mqtt.max_connections == 0 {
+        if self.https.max_connections == 0 || self.mqtt.max_connections == 0 || self.amqp.max_connections == 0
+        {
             return Err(ConfigError::Invalid(
-                "https.max_connections and mqtt.max_connections must be at least 1".into(),
+                "https.max_connections, mqtt.max_connections and amqp.max_connections must be at least 1"
+                    .into(),
             ));
         }
         Ok(())
@@ -352,6 +379,14 @@ mod tests {
         assert_eq!(config.https.listen, "127.0.0.1:8443".parse().unwrap());
         assert_eq!(config.hub.partition_count, 8);
         assert_eq!(config.tls.cert, Some(PathBuf::from("/c.pem")));
+    }
+
+    #[test]
+    fn amqp_plain_listener_is_off_unless_set() {
+        assert_eq!(OutpostConfig::default().amqp.plain_listen, None);
+        let config =
+            OutpostConfig::load(None, &env(&[("OUTPOST_AMQP_PLAIN_LISTEN", "127.0.0.1:5672")])).unwrap();
+        assert_eq!(config.amqp.plain_listen, Some("127.0.0.1:5672".parse().unwrap()));
     }
 
     #[test]

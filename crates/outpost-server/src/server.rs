@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use outpost_amqp::door::DoorContext;
+use outpost_amqp::engine::EngineConfig;
 use outpost_auth::ServiceConnectionString;
 use outpost_core::{Backends, C2dSettings, CoreError, EventLog as _, Outpost, Retention, SystemClock};
 use outpost_http::{HubDefaults, OperatorState};
@@ -68,6 +70,10 @@ pub struct Server {
     pub https_addr: SocketAddr,
     /// Where the MQTT listener is bound.
     pub mqtt_addr: SocketAddr,
+    /// Where the AMQP (TLS) listener is bound.
+    pub amqp_addr: SocketAddr,
+    /// Where the plain-TCP AMQP listener is bound, when configured.
+    pub amqp_plain_addr: Option<SocketAddr>,
     /// Where the operator listener is bound.
     pub operator_addr: SocketAddr,
     /// The development CA certificate, when Outpost issues its own certificates.
@@ -136,6 +142,7 @@ impl Server {
         )];
         let tls_config = tls::server_config(resolver.clone(), &[b"http/1.1"]).map_err(ServerError::Tls)?;
         let resolver_for_mqtt = resolver.clone();
+        let resolver_for_amqp = resolver.clone();
 
         let hubs_changed: outpost_http::HubsChanged = {
             let hubs = outpost.hubs.clone();
@@ -171,6 +178,16 @@ impl Server {
         let https_listener = bind(config.https.listen).await?;
         let mqtt_listener = bind(config.mqtt.listen).await?;
         let mqtt_addr = local_addr(&mqtt_listener, config.mqtt.listen)?;
+        let amqp_listener = bind(config.amqp.listen).await?;
+        let amqp_addr = local_addr(&amqp_listener, config.amqp.listen)?;
+        let amqp_plain_listener = match config.amqp.plain_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let amqp_plain_addr = match (&amqp_plain_listener, config.amqp.plain_listen) {
+            (Some(listener), Some(addr)) => Some(local_addr(listener, addr)?),
+            _ => None,
+        };
         let operator_listener = bind(config.operator.listen).await?;
         let https_addr = local_addr(&https_listener, config.https.listen)?;
         let operator_addr = local_addr(&operator_listener, config.operator.listen)?;
@@ -228,6 +245,39 @@ impl Server {
                 tracing::error!(error = %error, "mqtt listener stopped");
             }
         }));
+        // The built-in Event Hubs-compatible endpoint: AMQP 1.0 over TLS (ALPN none, as the SDKs
+        // offer none), and optionally plain TCP for development-emulator clients.
+        let amqp_tls = tls::server_config(resolver_for_amqp, &[]).map_err(ServerError::Tls)?;
+        let amqp_context = Arc::new(DoorContext {
+            hubs: outpost.hubs.clone(),
+            log: outpost.telemetry.log().clone(),
+            clock: outpost.clock.clone(),
+            engine: EngineConfig::default(),
+        });
+        let amqp_limits = ConnectionLimits {
+            max_connections: config.amqp.max_connections,
+            ..Default::default()
+        };
+        let amqp_cancel = cancel.child_token();
+        let context = amqp_context.clone();
+        tasks.push(tokio::spawn(async move {
+            let serve = move |stream: TlsStream<TcpStream>, _peer, cancel| {
+                outpost_amqp::door::serve_connection(stream, context.clone(), cancel)
+            };
+            if let Err(error) =
+                serve_tls("amqp", amqp_listener, amqp_tls, amqp_limits, amqp_cancel, serve).await
+            {
+                tracing::error!(error = %error, "amqp listener stopped");
+            }
+        }));
+        if let Some(listener) = amqp_plain_listener {
+            tasks.push(spawn_plain_amqp(
+                listener,
+                amqp_context,
+                config.amqp.max_connections,
+                cancel.child_token(),
+            ));
+        }
         tasks.push(spawn_retention(
             events.clone(),
             &config.event_log,
@@ -248,11 +298,13 @@ impl Server {
             false,
         )?;
         let ca_path = dev_ca.map(|(ca, _)| ca.ca_pem_path().to_path_buf());
-        tracing::info!(https = %https_addr, mqtt = %mqtt_addr, operator = %operator_addr, "outpost is serving");
+        tracing::info!(https = %https_addr, mqtt = %mqtt_addr, amqp = %amqp_addr, operator = %operator_addr, "outpost is serving");
         Ok(Self {
             outpost,
             https_addr,
             mqtt_addr,
+            amqp_addr,
+            amqp_plain_addr,
             operator_addr,
             ca_path,
             data_dir,
@@ -285,6 +337,53 @@ impl Server {
         // Lets the log's writers finish their batches before the process exits.
         self.events.close().await;
     }
+}
+
+/// Serves AMQP over plain TCP (no TLS: `UseDevelopmentEmulator=true` clients), at most
+/// `max_connections` at once.
+fn spawn_plain_amqp(
+    listener: TcpListener,
+    context: Arc<DoorContext>,
+    max_connections: usize,
+    cancel: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, listener = "amqp-plain", "plain listener started");
+        }
+        let permits = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
+        let tracker = tokio_util::task::TaskTracker::new();
+        loop {
+            let permit = tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            let stream = tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        tracing::debug!(error = %error, "amqp plain accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let (context, cancel) = (context.clone(), cancel.clone());
+            tracker.spawn(async move {
+                let _permit = permit;
+                outpost_amqp::door::serve_connection(stream, context, cancel).await;
+            });
+        }
+        tracker.close();
+        tracker.wait().await;
+    })
 }
 
 /// Applies the retention limits to the event log every minute.

@@ -26,6 +26,7 @@ fn config(data_dir: &Path) -> OutpostConfig {
     config.https.listen = "127.0.0.1:0".parse().unwrap();
     config.operator.listen = "127.0.0.1:0".parse().unwrap();
     config.mqtt.listen = "127.0.0.1:0".parse().unwrap();
+    config.amqp.listen = "127.0.0.1:0".parse().unwrap();
     config
 }
 

@@ -19,6 +19,12 @@ pub struct ServeArgs {
     /// Address of the MQTT listener.
     #[arg(long)]
     mqtt_listen: Option<SocketAddr>,
+    /// Address of the AMQP listener (TLS; the Event Hubs-compatible endpoint).
+    #[arg(long)]
+    amqp_listen: Option<SocketAddr>,
+    /// Address of a plain-TCP AMQP listener (for `UseDevelopmentEmulator=true` clients).
+    #[arg(long)]
+    amqp_plain_listen: Option<SocketAddr>,
     /// Address of the operator API listener.
     #[arg(long)]
     operator_listen: Option<SocketAddr>,
@@ -36,6 +42,8 @@ impl ServeArgs {
         Self {
             https_listen: None,
             mqtt_listen: None,
+            amqp_listen: None,
+            amqp_plain_listen: None,
             operator_listen: None,
             host_name: None,
             log_format: None,
@@ -69,6 +77,12 @@ pub fn load_config(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<Outp
     }
     if let Some(listen) = args.mqtt_listen {
         config.mqtt.listen = listen;
+    }
+    if let Some(listen) = args.amqp_listen {
+        config.amqp.listen = listen;
+    }
+    if let Some(listen) = args.amqp_plain_listen {
+        config.amqp.plain_listen = Some(listen);
     }
     if let Some(listen) = args.operator_listen {
         config.operator.listen = listen;
@@ -109,6 +123,10 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> 
         println!("Outpost is serving.");
         println!("  HTTPS (service API): {}", server.https_addr);
         println!("  MQTT (devices):      {}", server.mqtt_addr);
+        println!("  AMQP (Event Hubs):   {}", server.amqp_addr);
+        if let Some(plain) = server.amqp_plain_addr {
+            println!("  AMQP, plain:         {plain}");
+        }
         println!("  Operator API:        http://{}", server.operator_addr);
         if let Some(connection_string) = server.owner_connection_string() {
             println!("  iothubowner connection string: {connection_string}");

@@ -26,6 +26,7 @@ impl Serving {
                 "127.0.0.1:0",
             ])
             .args(["--mqtt-listen", "127.0.0.1:0"])
+            .args(["--amqp-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)
             .env_remove("OUTPOST_CONFIG")

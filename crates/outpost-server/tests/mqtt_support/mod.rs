@@ -34,6 +34,7 @@ pub async fn start_with(dir: &Path, edit: impl FnOnce(&mut OutpostConfig)) -> Se
     config.https.listen = "127.0.0.1:0".parse().unwrap();
     config.operator.listen = "127.0.0.1:0".parse().unwrap();
     config.mqtt.listen = "127.0.0.1:0".parse().unwrap();
+    config.amqp.listen = "127.0.0.1:0".parse().unwrap();
     edit(&mut config);
     Server::start(&config).await.unwrap()
 }
