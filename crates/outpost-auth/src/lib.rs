@@ -31,5 +31,5 @@ pub use error::AuthError;
 pub use key::{KeyEncoding, MAX_KEY_BYTES, MIN_KEY_BYTES, SymmetricKey};
 pub use rights::Rights;
 pub use sas::{MAX_TOKEN_LEN, SasToken, encode_resource, sign};
-pub use scope::resource_in_scope;
+pub use scope::{normalise_resource, resource_in_scope, strip_port};
 pub use thumbprint::Thumbprint;

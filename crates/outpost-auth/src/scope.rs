@@ -1,7 +1,28 @@
 //! Whether a token's resource (`sr`) covers the resource being accessed (wire reference §1.2).
 
 /// Schemes clients put in front of an audience; they do not change what it names.
-const SCHEMES: [&str; 3] = ["https://", "sb://", "amqps://"];
+const SCHEMES: [&str; 4] = ["https://", "sb://", "amqps://", "amqp://"];
+
+/// Returns `resource` without a scheme, without a `:port` after its host and without trailing
+/// `/` (`sb://localhost:5671/myhub/` → `localhost/myhub`): a port in a connection string's
+/// HostName or Endpoint reaches tokens and audiences (wire reference §1.2), hubs are named
+/// without it.
+pub fn normalise_resource(resource: &str) -> String {
+    let resource = normalise(resource);
+    let host = resource.split('/').next().unwrap_or_default();
+    format!("{}{}", strip_port(host), &resource[host.len()..])
+}
+
+/// Drops a `:port` suffix from a host (`localhost:443` → `localhost`), leaving IPv6 literals alone.
+pub fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split(']').next().map_or(host, |h| h.trim_start_matches('['));
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
 
 /// Returns whether a token scoped to `scope` may access `requested`: Azure's rule that the token's
 /// `sr` is a prefix of the requested resource, compared ASCII-case-insensitively and only on `/`
@@ -9,7 +30,7 @@ const SCHEMES: [&str; 3] = ["https://", "sb://", "amqps://"];
 ///
 /// Both arguments are percent-decoded resources (`localhost/devices/d1`, see
 /// [`SasToken::resource`](crate::SasToken::resource)). A leading `https://`, `sb://` or `amqps://` and
-/// trailing `/` are ignored on either. An empty scope covers nothing.
+/// `amqp://`, and trailing `/` are ignored on either. An empty scope covers nothing.
 pub fn resource_in_scope(scope: &str, requested: &str) -> bool {
     let scope = normalise(scope);
     let requested = normalise(requested);
@@ -35,6 +56,28 @@ fn normalise(resource: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strip_port_handles_names_ipv4_and_ipv6() {
+        assert_eq!(strip_port("localhost:443"), "localhost");
+        assert_eq!(strip_port("localhost"), "localhost");
+        assert_eq!(strip_port("127.0.0.1:8443"), "127.0.0.1");
+        assert_eq!(strip_port("[::1]:443"), "::1");
+    }
+
+    #[test]
+    fn resources_lose_scheme_port_and_trailing_slash() {
+        assert_eq!(normalise_resource("sb://localhost:5671/myhub"), "localhost/myhub");
+        assert_eq!(
+            normalise_resource("amqps://Localhost/myhub/ConsumerGroups/$Default"),
+            "Localhost/myhub/ConsumerGroups/$Default"
+        );
+        assert_eq!(
+            normalise_resource("localhost:443/devices/d1/"),
+            "localhost/devices/d1"
+        );
+        assert_eq!(normalise_resource("localhost"), "localhost");
+    }
 
     #[test]
     fn hub_scope_covers_the_hub_and_everything_below_it() {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use outpost_auth::{KeyEncoding, Rights, SasToken, SymmetricKey, resource_in_scope};
 use outpost_model::{Hub, PolicyName, Timestamp};
 
-use crate::hubs::strip_port;
 use crate::{AuthFailure, CoreError, Hubs};
 
 /// What an operation needs. Checked by the use cases, so every front door enforces the same rules.
@@ -140,9 +139,7 @@ impl Hubs {
 /// Returns the token's resource with a `:port` after its host removed: a port in the connection
 /// string's HostName reaches the token (wire contract §1.2), hubs are named without it.
 pub(crate) fn scope_without_port(token: &SasToken) -> String {
-    let resource = token.resource();
-    let host = resource.split('/').next().unwrap_or_default();
-    format!("{}{}", strip_port(host), &resource[host.len()..])
+    outpost_auth::normalise_resource(token.resource())
 }
 
 /// Verifies a token against each of `keys`, signed under each of `encodings` (IoT Hub SDKs sign

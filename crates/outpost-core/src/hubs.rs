@@ -202,26 +202,4 @@ impl Hubs {
     }
 }
 
-/// Drops a `:port` suffix from a host (`localhost:443` → `localhost`), leaving IPv6 literals alone.
-pub fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split(']').next().map_or(host, |h| h.trim_start_matches('['));
-    }
-    match host.rsplit_once(':') {
-        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::strip_port;
-
-    #[test]
-    fn strip_port_handles_names_ipv4_and_ipv6() {
-        assert_eq!(strip_port("localhost:443"), "localhost");
-        assert_eq!(strip_port("localhost"), "localhost");
-        assert_eq!(strip_port("127.0.0.1:8443"), "127.0.0.1");
-        assert_eq!(strip_port("[::1]:443"), "::1");
-    }
-}
+pub use outpost_auth::strip_port;

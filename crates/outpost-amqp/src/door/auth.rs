@@ -5,9 +5,8 @@
 
 use std::sync::Arc;
 
-use outpost_auth::{KeyEncoding, Rights, SasToken, resource_in_scope};
+use outpost_auth::{KeyEncoding, Rights, SasToken, normalise_resource, resource_in_scope};
 use outpost_core::access::verify_with_any;
-use outpost_core::hubs::strip_port;
 use outpost_core::{AuthFailure, Hubs};
 use outpost_model::{Hub, HubName, Timestamp};
 
@@ -58,20 +57,6 @@ pub(super) enum TokenError {
     BadSignature,
 }
 
-/// Removes a scheme (`sb://`, `amqps://`, `amqp://`) and a `:port` after the host.
-pub(super) fn normalise_resource(resource: &str) -> String {
-    let without_scheme = ["sb://", "amqps://", "amqp://", "https://"]
-        .iter()
-        .find_map(|scheme| {
-            let head = resource.get(..scheme.len())?;
-            head.eq_ignore_ascii_case(scheme)
-                .then(|| &resource[scheme.len()..])
-        })
-        .unwrap_or(resource);
-    let host = without_scheme.split('/').next().unwrap_or_default();
-    format!("{}{}", strip_port(host), &without_scheme[host.len()..])
-}
-
 /// Verifies `token` for `audience` (when given, e.g. the CBS `name`): picks the hub by the token's
 /// host, which must be `bound` when the connection already has a hub, and checks the policy, its
 /// rights, the scope and the signature.
@@ -120,20 +105,5 @@ pub(super) fn verify_token(
         }
         Err(AuthFailure::Expired) => Err(TokenError::Expired),
         Err(_) => Err(TokenError::BadSignature),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resources_lose_scheme_and_port() {
-        assert_eq!(normalise_resource("sb://localhost:5671/myhub"), "localhost/myhub");
-        assert_eq!(
-            normalise_resource("amqps://Localhost/myhub/ConsumerGroups/$Default"),
-            "Localhost/myhub/ConsumerGroups/$Default"
-        );
-        assert_eq!(normalise_resource("localhost"), "localhost");
     }
 }

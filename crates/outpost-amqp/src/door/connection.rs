@@ -14,7 +14,9 @@ use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::DoorContext;
-use super::auth::{Claim, TokenError, normalise_resource, verify_token};
+use outpost_auth::normalise_resource;
+
+use super::auth::{Claim, TokenError, verify_token};
 use super::eventhub::{
     DEFAULT_CONSUMER_GROUP, PartitionAddress, StartPosition, event_message, eventhub_properties,
     partition_properties, start_position,

@@ -5,10 +5,10 @@ use bytes::Bytes;
 use outpost_core::{LogPosition, PartitionInfo, StoredEvent};
 use outpost_model::Hub;
 
-use super::auth::normalise_resource;
 use crate::composite::Fields;
 use crate::message::{Body, Message, MessageId, Properties};
 use crate::value::{Symbol, Timestamp, Value};
+use outpost_auth::normalise_resource;
 
 /// The only consumer group of the built-in endpoint.
 pub(super) const DEFAULT_CONSUMER_GROUP: &str = "$Default";
