@@ -1,9 +1,10 @@
 //! The end-to-end consumer: reads what the devices published and records, per message, the time
 //! from its intended send (stamped at the start of the payload) to its arrival here.
 //!
-//! Against Outpost it reads the built-in endpoint's event log through the operator API's
-//! long-polling reads (one task per partition, starting after the last event enqueued before
-//! the run); against a peer broker it is one MQTT subscriber on `bench/#`.
+//! Against Outpost it reads the built-in Event Hubs-compatible endpoint over AMQP (`--amqp-port`,
+//! `eventhub_consumer`) or, without it, the event log through the operator API's long-polling
+//! reads (one task per partition, starting after the last event enqueued before the run);
+//! against a peer broker it is one MQTT subscriber on `bench/#`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,6 +71,24 @@ impl Consumer {
             received,
             stop,
             tasks,
+        })
+    }
+
+    /// Reads every partition of the hub through its Event Hubs-compatible endpoint (AMQP),
+    /// from `@latest`.
+    pub async fn event_hubs(
+        endpoint: crate::eventhub_consumer::Endpoint,
+        operator: &Operator,
+    ) -> anyhow::Result<Self> {
+        let (stop, stopped) = watch::channel(false);
+        let received = Arc::new(AtomicU64::new(0));
+        let task = crate::eventhub_consumer::start(endpoint, operator, received.clone(), stopped).await?;
+        // The receivers attach asynchronously; let them settle at `@latest` before the run.
+        tokio::time::sleep(crate::eventhub_consumer::ATTACH_GRACE).await;
+        Ok(Self {
+            received,
+            stop,
+            tasks: vec![task],
         })
     }
 

@@ -9,6 +9,7 @@
 )]
 
 mod consumer;
+mod eventhub_consumer;
 mod mqtt_client;
 mod operator;
 mod report;
@@ -149,6 +150,10 @@ struct MqttArgs {
     /// time (payloads carry it; needs --size ≥ 16).
     #[arg(long)]
     consume: bool,
+    /// With --consume against Outpost: read through its Event Hubs-compatible endpoint (AMQP
+    /// over TLS) on this port instead of the operator API.
+    #[arg(long)]
+    amqp_port: Option<u16>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -329,7 +334,20 @@ async fn mqtt(args: MqttArgs) -> anyhow::Result<bool> {
         (true, true) => Some(Consumer::subscriber(&target, &format!("{}-consumer", common.prefix)).await?),
         (true, false) => {
             let dir = common.data_dir.as_ref().context("--consume needs --data-dir")?;
-            Some(Consumer::event_log(Operator::from_data_dir(dir)?, &common.hub).await?)
+            let operator = Operator::from_data_dir(dir)?;
+            match (args.amqp_port, &target.tls) {
+                (Some(port), Some(tls)) => {
+                    let endpoint = eventhub_consumer::Endpoint {
+                        addr: format!("{}:{port}", common.host),
+                        tls: tls.clone(),
+                        host: common.hub.clone(),
+                        hub: common.hub.split('.').next().unwrap_or_default().to_owned(),
+                    };
+                    Some(Consumer::event_hubs(endpoint, &operator).await?)
+                }
+                (Some(_), None) => bail!("--amqp-port needs TLS"),
+                (None, _) => Some(Consumer::event_log(operator, &common.hub).await?),
+            }
         }
     };
 
