@@ -29,6 +29,8 @@ struct AmqpClient {
     buffer: BytesMut,
     decoder: FrameDecoder,
     next_delivery: u32,
+    /// Frames of other links that arrived while waiting for an attach, returned first by `next`.
+    pending: std::collections::VecDeque<Frame>,
 }
 
 impl AmqpClient {
@@ -45,6 +47,7 @@ impl AmqpClient {
             buffer: BytesMut::new(),
             decoder: FrameDecoder::new(1 << 20),
             next_delivery: 0,
+            pending: std::collections::VecDeque::new(),
         };
         client.write(&ProtocolId::Sasl.header()).await;
         client.expect_header(ProtocolId::Sasl).await;
@@ -124,6 +127,9 @@ impl AmqpClient {
     }
 
     async fn next(&mut self) -> Frame {
+        if let Some(frame) = self.pending.pop_front() {
+            return frame;
+        }
         loop {
             if let Some(frame) = self.decoder.decode(&mut self.buffer).unwrap() {
                 return frame;
@@ -165,14 +171,28 @@ impl AmqpClient {
             properties: None,
         })))
         .await;
+        let mut others = std::collections::VecDeque::new();
         loop {
-            match self.next_performative().await {
-                Performative::Attach(attach)
-                    if attach.handle == handle || attach.name == format!("link-{handle}") =>
-                {
-                    return *attach;
+            let frame = self.next().await;
+            match &frame.body {
+                FrameBody::Amqp {
+                    performative: Performative::Attach(attach),
+                    ..
+                } if attach.handle == handle || attach.name == format!("link-{handle}") => {
+                    let attach = (**attach).clone();
+                    // Deliveries of links attached earlier may interleave: `next` returns them
+                    // first, in the order they came (the loop above drained `pending` into them).
+                    self.pending = others;
+                    return attach;
                 }
-                Performative::Attach(_) | Performative::Flow(_) => {}
+                FrameBody::Amqp {
+                    performative: Performative::Attach(_) | Performative::Flow(_),
+                    ..
+                } => {}
+                FrameBody::Amqp {
+                    performative: Performative::Transfer(transfer),
+                    ..
+                } if transfer.handle != handle => others.push_back(frame),
                 other => panic!("expected attach, got {other:?}"),
             }
         }
