@@ -130,6 +130,8 @@ struct PacketWriter<S> {
 
 /// Queued output beyond this is written at once rather than at the next flush.
 const WRITE_BUFFER_HIGH_WATER: usize = 64 * 1024;
+/// A write buffer up to this size is kept for reuse after a flush; a larger one is released.
+const WRITE_BUFFER_KEPT: usize = 4096;
 
 impl<S: AsyncRead + AsyncWrite> PacketWriter<S> {
     /// Queues `packet`; it reaches the socket at the next [`PacketWriter::flush`].
@@ -141,12 +143,17 @@ impl<S: AsyncRead + AsyncWrite> PacketWriter<S> {
         Ok(())
     }
 
-    /// Writes everything queued.
+    /// Writes everything queued. A buffer grown by a burst is released, so that a connection
+    /// that goes quiet afterwards holds no more than an idle one.
     async fn flush(&mut self) -> Result<(), ConnectionError> {
         if !self.buffer.is_empty() {
             self.writer.write_all(&self.buffer).await?;
             self.writer.flush().await?;
-            self.buffer.clear();
+            if self.buffer.capacity() > WRITE_BUFFER_KEPT {
+                self.buffer = BytesMut::new();
+            } else {
+                self.buffer.clear();
+            }
         }
         Ok(())
     }
