@@ -1,7 +1,8 @@
 """The built-in Event Hubs-compatible endpoint with the official Event Hubs SDK (azure-eventhub
 5.15.1, its default pure-Python pyamqp transport) over AMQP 1.0 + TLS on port 5671: telemetry sent
 by the official device SDK is received with `EventHubConsumerClient.receive`, the `$management`
-properties match, and a wrong key is refused.
+properties match, a wrong key is refused, and a consumer with a higher `owner_level` (epoch) takes
+the partitions from one with a lower one.
 
 pyamqp ignores a port in `Endpoint=sb://host:port/`, so the client is pointed at the listener with
 `custom_endpoint_address` and `transport_type=TransportType.Amqp` (without it, it would use
@@ -16,6 +17,7 @@ import time
 
 import pytest
 from azure.eventhub import EventHubConsumerClient, TransportType
+from azure.eventhub.exceptions import EventHubError
 from azure.iot.device import Message
 
 from device_support import connect, create_sas_device, within
@@ -177,3 +179,51 @@ def test_a_wrong_key_is_refused(hub):
         )
     finally:
         consumer.close()
+
+
+def test_a_higher_owner_level_takes_the_partition(hub, registry, clients):
+    device = create_sas_device(registry, "eh-epoch")
+    client = clients.device(device.connection_string)
+    connect(client)
+    _send(client, json.dumps({"n": "epoch"}), 0)
+
+    first_errors = []
+    errors_lock = threading.Lock()
+
+    def on_first_error(context, error):
+        with errors_lock:
+            first_errors.append(error)
+
+    first = _Receiving(
+        _consumer(hub, _eventhub_connection_string(hub)),
+        device.device_id,
+        starting_position="-1",
+        owner_level=1,
+        on_error=on_first_error,
+    )
+    second = None
+    try:
+        # The first consumer holds the partitions (it receives the event).
+        assert len(first.wait_for(1, timeout=20)) == 1, "the epoch 1 consumer received the event"
+        second = _Receiving(
+            _consumer(hub, _eventhub_connection_string(hub)),
+            device.device_id,
+            starting_position="-1",
+            owner_level=2,
+        )
+        assert len(second.wait_for(1, timeout=20)) == 1, "the epoch 2 consumer received the event"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with errors_lock:
+                if first_errors:
+                    break
+            time.sleep(0.1)
+        with errors_lock:
+            errors = list(first_errors)
+        assert errors, "the epoch 1 consumer was told its partition was taken"
+        assert all(isinstance(error, EventHubError) for error in errors), errors
+        assert "epoch" in str(errors[0]), repr(errors[0])
+    finally:
+        first.close()
+        if second is not None:
+            second.close()

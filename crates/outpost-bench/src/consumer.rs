@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use hyper::Method;
@@ -34,6 +34,8 @@ pub struct Consumed {
     pub received: u64,
     pub latencies_us: Vec<u32>,
     pub error: Option<String>,
+    /// When the last message arrived (to within the 20 ms the count is polled at).
+    pub last_at: Option<Instant>,
 }
 
 impl Consumer {
@@ -114,11 +116,22 @@ impl Consumer {
     /// Waits until `expected` messages arrived or `patience` passed, then stops.
     pub async fn finish(self, expected: u64, patience: Duration) -> Consumed {
         let deadline = tokio::time::Instant::now() + patience;
-        while self.received.load(Ordering::Relaxed) < expected && tokio::time::Instant::now() < deadline {
+        let (mut seen, mut last_at) = (0, None);
+        loop {
+            let now = self.received.load(Ordering::Relaxed);
+            if now > seen {
+                (seen, last_at) = (now, Some(Instant::now()));
+            }
+            if now >= expected || tokio::time::Instant::now() >= deadline {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = self.stop.send(true);
-        let mut out = Consumed::default();
+        let mut out = Consumed {
+            last_at,
+            ..Consumed::default()
+        };
         for task in self.tasks {
             match task.await.map_err(anyhow::Error::from).and_then(|r| r) {
                 Ok(latencies) => out.latencies_us.extend(latencies),

@@ -420,6 +420,10 @@ async fn mqtt(args: MqttArgs) -> anyhow::Result<bool> {
     if let Some(consumer) = consumer {
         let consumed = consumer.finish(counted, Duration::from_secs(10)).await;
         report.consumed = Some(consumed.received);
+        if let Some(last) = consumed.last_at {
+            let secs = last.saturating_duration_since(start).as_secs_f64().max(1e-9);
+            report.consume_msgs_per_sec = Some(consumed.received as f64 / secs);
+        }
         report.e2e_latency = Some(Latency::from_samples(consumed.latencies_us));
         if let Some(e) = consumed.error {
             report.errors += 1;

@@ -68,6 +68,9 @@ pub struct Report {
     /// Intended send time → consumer, µs (with `--consume`).
     #[serde(default)]
     pub e2e_latency: Option<Latency>,
+    /// Messages consumed ÷ (last consumed − start of sending) (with `--consume`).
+    #[serde(default)]
+    pub consume_msgs_per_sec: Option<f64>,
     /// Server resident memory before the connections and after (`--server-pid`), KiB.
     #[serde(default)]
     pub server_rss_before_kib: Option<u64>,
@@ -146,6 +149,9 @@ impl Report {
                 ),
             );
             if let (Some(consumed), Some(e2e)) = (self.consumed, &self.e2e_latency) {
+                if let Some(rate) = self.consume_msgs_per_sec {
+                    row("consumer throughput", format!("{rate:.0} msgs/s"));
+                }
                 row(
                     "end-to-end (µs)",
                     format!(
@@ -229,6 +235,7 @@ pub fn compare(a_label: &str, a: &[PathBuf], b_label: &str, b: &[PathBuf]) -> an
         ("patch → device p99 (µs)", "/notify_latency/p99_us"),
         ("messages acked", "/acked"),
         ("messages consumed", "/consumed"),
+        ("consumer throughput (msgs/s)", "/consume_msgs_per_sec"),
         ("operations ok", "/ok"),
         ("connects/s", "/connects_per_sec"),
         ("connect p50 (µs)", "/connect_latency/p50_us"),

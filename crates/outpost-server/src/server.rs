@@ -253,6 +253,7 @@ impl Server {
             log: outpost.telemetry.log().clone(),
             clock: outpost.clock.clone(),
             engine: EngineConfig::default(),
+            receivers: Default::default(),
         });
         let amqp_limits = ConnectionLimits {
             max_connections: config.amqp.max_connections,

@@ -154,6 +154,18 @@ impl AmqpClient {
 
     /// Attaches a link and returns the hub's attach.
     async fn attach(&mut self, handle: u32, role: Role, source: Source, target: Target) -> Attach {
+        self.attach_with(handle, role, source, target, None).await
+    }
+
+    /// Attaches a link with link properties and returns the hub's attach.
+    async fn attach_with(
+        &mut self,
+        handle: u32,
+        role: Role,
+        source: Source,
+        target: Target,
+        properties: Option<Vec<(outpost_amqp::Symbol, Value)>>,
+    ) -> Attach {
         self.perform(Performative::Attach(Box::new(Attach {
             name: format!("link-{handle}"),
             handle,
@@ -168,7 +180,7 @@ impl AmqpClient {
             max_message_size: None,
             offered_capabilities: None,
             desired_capabilities: None,
-            properties: None,
+            properties,
         })))
         .await;
         let mut others = std::collections::VecDeque::new();
@@ -646,5 +658,101 @@ async fn receivers_need_a_token_and_tokens_of_other_hubs_are_refused() {
         }
         other => panic!("expected detach, got {other:?}"),
     }
+    server.shutdown().await;
+}
+
+/// Puts a `service` token for the hub on a fresh connection (CBS links on handles 0 and 1).
+async fn authorized_client(server: &Server, hub: &outpost_model::Hub) -> AmqpClient {
+    let mut client = AmqpClient::connect(server).await;
+    client
+        .attach(0, Role::Sender, Source::new("$cbs"), Target::new("$cbs"))
+        .await;
+    client
+        .attach(1, Role::Receiver, Source::new("$cbs"), Target::new("cbs-reply"))
+        .await;
+    client.credit(1, 10).await;
+    let audience = format!("sb://localhost/{}", hub.name);
+    let token = eventhub_token(&audience, &hub.policy("service").unwrap().primary_key, "service");
+    let reply = client
+        .request(0, 1, put_token(MessageId::Ulong(1), &audience, token))
+        .await;
+    assert_eq!(status(&reply), &Value::Int(200));
+    client
+}
+
+/// Attaches a partition receiver with an epoch (or none).
+async fn attach_receiver(client: &mut AmqpClient, handle: u32, hub: &str, epoch: Option<i64>) -> Attach {
+    let mut source = selector("amqp.annotation.x-opt-offset > '@latest'");
+    source.address = Some(format!("{hub}/ConsumerGroups/$Default/Partitions/1"));
+    let properties = epoch.map(|epoch| vec![("com.microsoft:epoch".into(), Value::Long(epoch))]);
+    client
+        .attach_with(handle, Role::Receiver, source, Target::new("r"), properties)
+        .await
+}
+
+/// Returns the next detach the hub sends, skipping flows and transfers.
+async fn next_detach(client: &mut AmqpClient) -> outpost_amqp::Detach {
+    loop {
+        match client.next_performative().await {
+            Performative::Detach(detach) => return detach,
+            Performative::Flow(_) | Performative::Transfer(_) => {}
+            other => panic!("expected detach, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_higher_epoch_receiver_steals_the_partition_and_lower_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let hub = server.outpost.hubs.by_host("localhost").unwrap();
+    let hub_name = hub.name.to_string();
+
+    // Epoch 1 on a first connection, epoch 2 on a second: the first is detached, stolen.
+    let mut first = authorized_client(&server, &hub).await;
+    let attach = attach_receiver(&mut first, 2, &hub_name, Some(1)).await;
+    assert!(attach.source.is_some());
+    let mut second = authorized_client(&server, &hub).await;
+    let attach = attach_receiver(&mut second, 2, &hub_name, Some(2)).await;
+    assert!(attach.source.is_some());
+    let detach = next_detach(&mut first).await;
+    assert_eq!(detach.handle, 2);
+    assert!(detach.closed);
+    let error = detach.error.unwrap();
+    assert_eq!(error.condition.as_str(), "amqp:link:stolen");
+    let description = error.description.unwrap();
+    assert!(description.contains("higher epoch of '2'"), "{description}");
+    assert!(description.contains("epoch '1'"), "{description}");
+
+    // Epoch 1 again, and a receiver without an epoch: refused, stolen.
+    attach_receiver(&mut first, 3, &hub_name, Some(1)).await;
+    let detach = next_detach(&mut first).await;
+    assert_eq!(detach.handle, 3);
+    assert_eq!(detach.error.unwrap().condition.as_str(), "amqp:link:stolen");
+    attach_receiver(&mut first, 4, &hub_name, None).await;
+    let detach = next_detach(&mut first).await;
+    assert_eq!(detach.handle, 4);
+    assert_eq!(detach.error.unwrap().condition.as_str(), "amqp:link:stolen");
+
+    // Once the epoch receiver's connection is gone, the partition is free again.
+    drop(second);
+    let mut third = authorized_client(&server, &hub).await;
+    let mut freed = false;
+    for attempt in 0..50_u32 {
+        let handle = 2 + attempt * 2;
+        let attach = attach_receiver(&mut third, handle, &hub_name, Some(1)).await;
+        assert!(attach.source.is_some());
+        // A refusal is a detach right after the attach; an accepted link gets none.
+        let refused = tokio::time::timeout(Duration::from_millis(200), next_detach(&mut third)).await;
+        if refused.is_err() {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        freed,
+        "the partition was released when the holder's connection ended"
+    );
     server.shutdown().await;
 }

@@ -14,6 +14,7 @@ use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::DoorContext;
+use super::epoch::{DetachOrder, PartitionKey};
 use outpost_auth::normalise_resource;
 
 use super::auth::{Claim, TokenError, verify_token};
@@ -41,9 +42,12 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let (feed_tx, mut feed_rx) = mpsc::channel(256);
+    let (orders_tx, mut orders_rx) = mpsc::unbounded_channel();
     let mut connection = Connection {
         engine: Engine::new(context.engine.clone(), Instant::now()),
+        id: context.receivers.connection_id(),
         context,
+        orders_tx,
         hub: None,
         claims: Vec::new(),
         links: HashMap::new(),
@@ -75,6 +79,7 @@ where
                 Ok(_) => connection.engine.handle_input(&mut input, Instant::now()),
             },
             () = sleep_until(deadline) => connection.engine.poll_timers(Instant::now()),
+            Some(order) = orders_rx.recv() => connection.on_order(order),
             Some(feed) = feed_rx.recv() => {
                 connection.on_feed(feed);
                 // Everything the readers have ready goes out in one write: one TLS record and
@@ -136,6 +141,8 @@ enum LinkRole {
 
 #[derive(Debug)]
 struct PartitionFeed {
+    /// The partition in the receivers registry.
+    key: PartitionKey,
     /// Permits of the reader task: one per event it may hand over.
     permits: Arc<Semaphore>,
     /// Permits given minus events received.
@@ -155,12 +162,36 @@ struct LinkState {
 
 struct Connection {
     context: Arc<DoorContext>,
+    /// The connection in the receivers registry.
+    id: u64,
+    /// Where other connections' epoch receivers order one of ours detached.
+    orders_tx: mpsc::UnboundedSender<DetachOrder>,
     engine: Engine,
     /// The hub the connection is bound to (by host name or by its first token).
     hub: Option<Arc<Hub>>,
     claims: Vec<Claim>,
     links: HashMap<LinkId, LinkState>,
     feed_tx: mpsc::Sender<Feed>,
+}
+
+/// The link property of epoch receivers (wire reference §7.4).
+const EPOCH: &str = "com.microsoft:epoch";
+
+/// An epoch: a long from the clients, any integer accepted.
+fn epoch_value(value: &Value) -> Option<i64> {
+    match value {
+        Value::Long(epoch) => Some(*epoch),
+        Value::Int(epoch) => Some(i64::from(*epoch)),
+        Value::Uint(epoch) => Some(i64::from(*epoch)),
+        Value::Ulong(epoch) => i64::try_from(*epoch).ok(),
+        _ => None,
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.context.receivers.release_connection(self.id);
+    }
 }
 
 fn unix_now(context: &DoorContext) -> u64 {
@@ -238,9 +269,20 @@ impl Connection {
     fn forget_link(&mut self, link: LinkId) {
         if let Some(state) = self.links.remove(&link)
             && let LinkRole::Partition(feed) = state.role
-            && let Some(task) = feed.task
         {
-            task.abort();
+            self.context.receivers.release(&feed.key, self.id, link);
+            if let Some(task) = feed.task {
+                task.abort();
+            }
+        }
+    }
+
+    /// A receiver with a higher epoch took the partition of one of our links.
+    fn on_order(&mut self, order: DetachOrder) {
+        if self.links.contains_key(&order.link) {
+            tracing::debug!(link = %order.link, "amqp partition receiver stolen by a higher epoch");
+            let _ = self.engine.detach_link(order.link, Some(order.error));
+            self.forget_link(order.link);
         }
     }
 
@@ -377,12 +419,31 @@ impl Connection {
             ),
             StartPosition::At(position, skip) => (position, skip),
         };
+        let key = PartitionKey {
+            hub: hub.name.clone(),
+            consumer_group: address.consumer_group.to_ascii_lowercase(),
+            partition: address.partition,
+        };
+        let epoch = attached
+            .properties
+            .as_deref()
+            .and_then(|properties| crate::composite::lookup(properties, EPOCH))
+            .and_then(epoch_value);
+        if let Err(error) = self
+            .context
+            .receivers
+            .claim(key.clone(), self.id, link, epoch, &self.orders_tx)
+        {
+            let _ = self.engine.reject_link(link, error);
+            return;
+        }
         let reply = LinkReply {
             initial_delivery_count: Some(0),
             properties: attached.properties.clone(),
             ..LinkReply::default()
         };
         if self.engine.accept_link(link, reply).is_err() {
+            self.context.receivers.release(&key, self.id, link);
             return;
         }
         let permits = Arc::new(Semaphore::new(0));
@@ -396,6 +457,7 @@ impl Connection {
         };
         let task = tokio::spawn(reader.run(from, skip, watch)).abort_handle();
         state.role = LinkRole::Partition(PartitionFeed {
+            key,
             permits,
             granted: 0,
             task: Some(task),

@@ -15,12 +15,14 @@
 //!
 //! The event hub's name is the hub's name, as `outpost hub connection-string --eventhub` prints it.
 //!
-//! Not yet (TODO(#5)): epoch receivers (`com.microsoft:epoch`, `amqp:link:stolen`), the
-//! `amqp:link:redirect` of IoT Hub connection strings (§7.7), other consumer groups, the receiver
+//! | epoch receivers | `com.microsoft:epoch` (long): a higher (or equal) epoch takes the partition of the hub's consumer group from lower-epoch and non-epoch receivers on any connection, detached with `amqp:link:stolen`; a lower epoch, or no epoch while an epoch receiver holds it, is refused with `amqp:link:stolen` |
+//!
+//! Not yet (TODO(#5)): the `amqp:link:redirect` of IoT Hub connection strings (§7.7), other consumer groups, the receiver
 //! runtime metric, service-side C2D and feedback links (§6).
 
 mod auth;
 mod connection;
+mod epoch;
 mod eventhub;
 
 use std::sync::Arc;
@@ -28,6 +30,7 @@ use std::sync::Arc;
 use outpost_core::{Clock, EventLog, Hubs};
 
 pub use connection::serve_connection;
+pub use epoch::Receivers;
 
 use crate::engine::EngineConfig;
 
@@ -42,6 +45,8 @@ pub struct DoorContext {
     pub clock: Arc<dyn Clock>,
     /// The engine's limits.
     pub engine: EngineConfig,
+    /// The partition receivers of all connections (epoch receivers).
+    pub receivers: Arc<Receivers>,
 }
 
 impl std::fmt::Debug for DoorContext {

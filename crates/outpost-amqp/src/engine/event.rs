@@ -21,7 +21,7 @@ impl fmt::Display for SessionId {
 
 /// Identifies a link for the lifetime of the engine; never reused, unlike handles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LinkId(pub(super) u64);
+pub struct LinkId(pub(crate) u64);
 
 impl fmt::Display for LinkId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
