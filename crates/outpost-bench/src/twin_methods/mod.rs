@@ -182,6 +182,13 @@ impl ScenarioReport {
             .with_context(|| format!("write {}", path.display()))
     }
 
+    /// Ends a run in which no device could connect and subscribe.
+    fn finish_without_devices(&mut self, json: Option<&std::path::PathBuf>) -> anyhow::Result<bool> {
+        self.errors = self.connect_failures + self.subscribe_failures;
+        self.error(|| "no device connected".into());
+        self.finish(json)
+    }
+
     fn finish(&self, json: Option<&std::path::PathBuf>) -> anyhow::Result<bool> {
         self.print();
         if let Some(path) = json {

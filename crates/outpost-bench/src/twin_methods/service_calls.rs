@@ -261,18 +261,28 @@ async fn desired_listener(
     }
 }
 
+/// The report of a scenario driven through the service API.
+fn service_call_report(
+    scenario: &str,
+    common: &Common,
+    rate: u64,
+    concurrency: usize,
+    duration: f64,
+) -> ScenarioReport {
+    let mut report = ScenarioReport::new(scenario, common);
+    report.rate = rate;
+    report.concurrency_http = Some(concurrency as u64);
+    report.duration_secs = duration;
+    report
+}
+
 pub(crate) async fn desired(args: DesiredArgs) -> anyhow::Result<bool> {
     let common = &args.common;
-    let mut report = ScenarioReport::new("desired", common);
-    report.rate = args.rate;
-    report.concurrency_http = Some(args.concurrency_http as u64);
-    report.duration_secs = args.duration;
+    let mut report = service_call_report("desired", common, args.rate, args.concurrency_http, args.duration);
     let operator = operator_for(common)?;
     let ready = connect_and_subscribe(common, "desired", DESIRED_NOTIFICATIONS, &mut report).await?;
     if ready.is_empty() {
-        report.errors = report.connect_failures + report.subscribe_failures;
-        report.error(|| "no device connected".into());
-        return report.finish(common.json.as_ref());
+        return report.finish_without_devices(common.json.as_ref());
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -406,16 +416,11 @@ async fn method_responder(
 
 pub(crate) async fn methods(args: MethodsArgs) -> anyhow::Result<bool> {
     let common = &args.common;
-    let mut report = ScenarioReport::new("methods", common);
-    report.rate = args.rate;
-    report.concurrency_http = Some(args.concurrency_http as u64);
-    report.duration_secs = args.duration;
+    let mut report = service_call_report("methods", common, args.rate, args.concurrency_http, args.duration);
     let operator = operator_for(common)?;
     let ready = connect_and_subscribe(common, "methods", METHOD_REQUESTS, &mut report).await?;
     if ready.is_empty() {
-        report.errors = report.connect_failures + report.subscribe_failures;
-        report.error(|| "no device connected".into());
-        return report.finish(common.json.as_ref());
+        return report.finish_without_devices(common.json.as_ref());
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
