@@ -254,6 +254,7 @@ impl Server {
             clock: outpost.clock.clone(),
             engine: EngineConfig::default(),
             receivers: Default::default(),
+            outpost: outpost.clone(),
         });
         let amqp_limits = ConnectionLimits {
             max_connections: config.amqp.max_connections,

@@ -6,35 +6,26 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use outpost_core::{EventLog, LogPosition};
 use outpost_model::{Hub, HubName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Semaphore, mpsc};
-use tokio::task::AbortHandle;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::DoorContext;
-use super::epoch::{DetachOrder, PartitionKey};
-use outpost_auth::normalise_resource;
-
-use super::auth::{Claim, TokenError, verify_token};
-use super::eventhub::{
-    DEFAULT_CONSUMER_GROUP, PartitionAddress, StartPosition, event_message, eventhub_properties,
-    partition_properties, start_position,
-};
+use super::auth::{Claim, verify_token};
+use super::device::{DeviceAddress, DeviceFeed, DeviceLink};
+use super::epoch::DetachOrder;
+use super::eventhub::PartitionAddress;
+use super::partition::PartitionFeed;
+use super::service::{ServiceFeed, ServiceLink, ServiceNode};
 use crate::definitions::{DeliveryState, Error, Role, SenderSettleMode, condition};
-use crate::engine::{Delivery, Engine, EngineError, Event, LinkAttached, LinkId, LinkReply, SessionId};
-use crate::message::{Body, Message, Properties};
+use crate::engine::{
+    Delivery, DeliveryId, Engine, EngineError, Event, LinkAttached, LinkId, LinkReply, SessionId,
+};
 use crate::value::Value;
 
 /// Credit the hub gives on its receiving links (CBS and `$management` requests).
-const REQUEST_CREDIT: u32 = 100;
-/// Most events a partition receiver has in flight ahead of the peer's credit.
-const MAX_PREFETCH: u32 = 1000;
-/// Events read from the log at once.
-const READ_BATCH: usize = 64;
-/// Bytes read from the log at once (at least one event).
-const READ_BYTES: usize = 1024 * 1024;
+pub(super) const REQUEST_CREDIT: u32 = 100;
 
 /// Serves one AMQP connection (after TLS, or plain TCP) until it closes or `cancel` fires.
 pub async fn serve_connection<S>(mut stream: S, context: Arc<DoorContext>, cancel: CancellationToken)
@@ -112,80 +103,64 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// A message from a partition reader task.
+/// A message from a task of the connection (partition readers, service and device links).
 #[derive(Debug)]
-enum Feed {
+pub(super) enum Feed {
     /// An encoded event for the link.
     Event(LinkId, Bytes),
     /// The reader failed; the link is detached.
     Failed(LinkId),
+    /// For a service link.
+    Service(ServiceFeed),
+    /// For a device link.
+    Device(DeviceFeed),
 }
 
 /// A request-response node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Node {
+pub(super) enum Node {
     Cbs,
     Management,
 }
 
 /// What a link of the connection is for.
 #[derive(Debug)]
-enum LinkRole {
+pub(super) enum LinkRole {
     /// The peer sends requests to a node.
     Requests(Node),
     /// The hub sends a node's replies; the peer's target address (its `reply_to`).
     Replies { node: Node, address: Option<String> },
     /// The hub sends a partition's events.
     Partition(PartitionFeed),
+    /// A service link (wire reference §6).
+    Service(ServiceLink),
+    /// A device or module link (wire reference §3).
+    Device(DeviceLink),
 }
 
 #[derive(Debug)]
-struct PartitionFeed {
-    /// The partition in the receivers registry.
-    key: PartitionKey,
-    /// Permits of the reader task: one per event it may hand over.
-    permits: Arc<Semaphore>,
-    /// Permits given minus events received.
-    granted: u32,
-    task: Option<AbortHandle>,
-}
-
-#[derive(Debug)]
-struct LinkState {
-    session: SessionId,
-    role: LinkRole,
+pub(super) struct LinkState {
+    pub(super) session: SessionId,
+    pub(super) role: LinkRole,
     /// Send settled (the peer's sender settle mode is `settled`).
-    settled: bool,
+    pub(super) settled: bool,
     /// Encoded messages waiting for credit.
-    queue: VecDeque<Bytes>,
+    pub(super) queue: VecDeque<Bytes>,
 }
 
-struct Connection {
-    context: Arc<DoorContext>,
+pub(super) struct Connection {
+    pub(super) context: Arc<DoorContext>,
     /// The connection in the receivers registry.
-    id: u64,
+    pub(super) id: u64,
     /// Where other connections' epoch receivers order one of ours detached.
-    orders_tx: mpsc::UnboundedSender<DetachOrder>,
-    engine: Engine,
+    pub(super) orders_tx: mpsc::UnboundedSender<DetachOrder>,
+    pub(super) engine: Engine,
     /// The hub the connection is bound to (by host name or by its first token).
-    hub: Option<Arc<Hub>>,
-    claims: Vec<Claim>,
-    links: HashMap<LinkId, LinkState>,
-    feed_tx: mpsc::Sender<Feed>,
-}
-
-/// The link property of epoch receivers (wire reference §7.4).
-const EPOCH: &str = "com.microsoft:epoch";
-
-/// An epoch: a long from the clients, any integer accepted.
-fn epoch_value(value: &Value) -> Option<i64> {
-    match value {
-        Value::Long(epoch) => Some(*epoch),
-        Value::Int(epoch) => Some(i64::from(*epoch)),
-        Value::Uint(epoch) => Some(i64::from(*epoch)),
-        Value::Ulong(epoch) => i64::try_from(*epoch).ok(),
-        _ => None,
-    }
+    pub(super) hub: Option<Arc<Hub>>,
+    pub(super) claims: Vec<Claim>,
+    pub(super) links: HashMap<LinkId, LinkState>,
+    /// Where the connection's tasks send what its links need.
+    pub(super) feed_tx: mpsc::Sender<Feed>,
 }
 
 impl Drop for Connection {
@@ -194,12 +169,12 @@ impl Drop for Connection {
     }
 }
 
-fn unix_now(context: &DoorContext) -> u64 {
+pub(super) fn unix_now(context: &DoorContext) -> u64 {
     let seconds = context.clock.now().unix_seconds().unwrap_or_default();
     u64::try_from(seconds.max(0)).unwrap_or_default()
 }
 
-fn text(value: &Value) -> Option<&str> {
+pub(super) fn text(value: &Value) -> Option<&str> {
     match value {
         Value::String(text) => Some(text),
         Value::Symbol(symbol) => Some(symbol.as_str()),
@@ -208,7 +183,7 @@ fn text(value: &Value) -> Option<&str> {
 }
 
 impl Connection {
-    fn bind_host(&mut self, host: Option<&str>) {
+    pub(super) fn bind_host(&mut self, host: Option<&str>) {
         if self.hub.is_none()
             && let Some(hub) = host.and_then(|host| self.context.hubs.by_host(host))
         {
@@ -216,7 +191,7 @@ impl Connection {
         }
     }
 
-    fn bound_name(&self) -> Option<HubName> {
+    pub(super) fn bound_name(&self) -> Option<HubName> {
         self.hub.as_ref().map(|hub| hub.name.clone())
     }
 
@@ -259,21 +234,38 @@ impl Connection {
             Event::LinkDetached { link, .. } => self.forget_link(link),
             Event::CreditAvailable { link, credit, drain } => self.on_credit(link, credit, drain),
             Event::Delivery(delivery) => self.on_delivery(delivery).await,
-            Event::Closed { error, by_peer } => {
-                tracing::debug!(?error, by_peer, "amqp connection closed");
-            }
-            Event::SessionBegun { .. } | Event::SessionEnded { .. } | Event::Settled { .. } => {}
+            Event::Settled {
+                link,
+                delivery_id,
+                state,
+                settled,
+            } => self.on_settled(link, delivery_id, state, settled).await,
+            Event::Closed { error, by_peer } => match error {
+                // A connection the hub closed for a protocol error: worth an operator's look.
+                Some(error) if !by_peer => {
+                    tracing::info!(condition = %error.condition, description = ?error.description, "amqp connection closed with an error");
+                }
+                error => tracing::debug!(?error, by_peer, "amqp connection closed"),
+            },
+            Event::SessionBegun { .. } | Event::SessionEnded { .. } => {}
         }
     }
 
-    fn forget_link(&mut self, link: LinkId) {
-        if let Some(state) = self.links.remove(&link)
-            && let LinkRole::Partition(feed) = state.role
-        {
-            self.context.receivers.release(&feed.key, self.id, link);
-            if let Some(task) = feed.task {
-                task.abort();
+    /// The link is gone: its tasks stop and its claims are released.
+    pub(super) fn forget_link(&mut self, link: LinkId) {
+        let Some(state) = self.links.remove(&link) else {
+            return;
+        };
+        match state.role {
+            LinkRole::Partition(feed) => {
+                self.context.receivers.release(&feed.key, self.id, link);
+                if let Some(task) = feed.task {
+                    task.abort();
+                }
             }
+            LinkRole::Service(service) => self.forget_service_link(link, service),
+            LinkRole::Device(device) => self.forget_device_link(link, device),
+            LinkRole::Requests(_) | LinkRole::Replies { .. } => {}
         }
     }
 
@@ -293,10 +285,12 @@ impl Connection {
         }
     }
 
-    fn reject(&mut self, link: LinkId, condition: &str, description: impl Into<String>) {
+    pub(super) fn reject(&mut self, link: LinkId, condition: &str, description: impl Into<String>) {
         let _ = self.engine.reject_link(link, Error::new(condition, description));
     }
 
+    /// Routes a new link by its address: the request-response nodes, partition receivers, service
+    /// and device links; anything else is `amqp:not-found`.
     async fn on_attach(&mut self, attached: LinkAttached) {
         let link = attached.link;
         let source = attached.source.as_ref().and_then(|s| s.address.clone());
@@ -313,6 +307,19 @@ impl Connection {
             settled,
             queue: VecDeque::new(),
         };
+        // The node address the peer names: the target of its sender, the source of its receiver.
+        let peer_address = match attached.role {
+            Role::Sender => target.as_deref(),
+            Role::Receiver => source.as_deref(),
+        };
+        if let Some(node) = peer_address.and_then(ServiceNode::parse) {
+            let state = state(LinkRole::Service(ServiceLink::default()));
+            return self.attach_service(&attached, node, state).await;
+        }
+        if let Some(address) = peer_address.and_then(DeviceAddress::parse) {
+            let state = state(LinkRole::Device(DeviceLink::default()));
+            return self.attach_device(&attached, address, state).await;
+        }
         match attached.role {
             // The peer sends: requests to `$cbs` or `$management`.
             Role::Sender => {
@@ -350,142 +357,18 @@ impl Connection {
         }
     }
 
-    async fn attach_partition(
-        &mut self,
-        attached: &LinkAttached,
-        address: PartitionAddress,
-        mut state: LinkState,
-    ) {
-        let link = attached.link;
-        self.bind_host(address.host.as_deref());
-        let Some(hub) = self.hub.clone() else {
-            return self.reject(link, condition::NOT_FOUND, "no hub serves this host");
-        };
-        if !address.eventhub.eq_ignore_ascii_case(hub.name.as_str()) {
-            return self.reject(
-                link,
-                condition::NOT_FOUND,
-                format!("the messaging entity '{}' was not found", address.eventhub),
-            );
-        }
-        if !address
-            .consumer_group
-            .eq_ignore_ascii_case(DEFAULT_CONSUMER_GROUP)
-        {
-            return self.reject(
-                link,
-                condition::NOT_FOUND,
-                format!("the consumer group '{}' was not found", address.consumer_group),
-            );
-        }
-        if address.partition >= hub.partition_count {
-            return self.reject(
-                link,
-                condition::NOT_FOUND,
-                format!("the partition '{}' was not found", address.partition),
-            );
-        }
-        let now = unix_now(&self.context);
-        let resource = address.resource(&hub.host_name);
-        if !self
-            .claims
-            .iter()
-            .any(|claim| claim.covers(&hub.name, &resource, now))
-        {
-            return self.reject(
-                link,
-                condition::UNAUTHORIZED_ACCESS,
-                "put a token for the partition first",
-            );
-        }
-        let filter = attached.source.as_ref().and_then(|s| s.filter.as_ref());
-        let start = match start_position(filter) {
-            Ok(start) => start,
-            Err(description) => return self.reject(link, condition::NOT_IMPLEMENTED, description),
-        };
-        let log = self.context.log.clone();
-        let watch = match log.watch(&hub.name, address.partition) {
-            Ok(watch) => watch,
-            Err(error) => {
-                tracing::warn!(hub = %hub.name, %error, "amqp partition receiver: cannot watch the log");
-                return self.reject(link, condition::INTERNAL_ERROR, "the partition cannot be read");
-            }
-        };
-        let (from, skip) = match start {
-            StartPosition::Earliest => (LogPosition::SequenceNumber(0), super::eventhub::Skip::Nothing),
-            StartPosition::Latest => (
-                LogPosition::SequenceNumber(*watch.borrow()),
-                super::eventhub::Skip::Nothing,
-            ),
-            StartPosition::At(position, skip) => (position, skip),
-        };
-        let key = PartitionKey {
-            hub: hub.name.clone(),
-            consumer_group: address.consumer_group.to_ascii_lowercase(),
-            partition: address.partition,
-        };
-        let epoch = attached
-            .properties
-            .as_deref()
-            .and_then(|properties| crate::composite::lookup(properties, EPOCH))
-            .and_then(epoch_value);
-        if let Err(error) = self
-            .context
-            .receivers
-            .claim(key.clone(), self.id, link, epoch, &self.orders_tx)
-        {
-            let _ = self.engine.reject_link(link, error);
-            return;
-        }
-        let reply = LinkReply {
-            initial_delivery_count: Some(0),
-            properties: attached.properties.clone(),
-            ..LinkReply::default()
-        };
-        if self.engine.accept_link(link, reply).is_err() {
-            self.context.receivers.release(&key, self.id, link);
-            return;
-        }
-        let permits = Arc::new(Semaphore::new(0));
-        let reader = Reader {
-            log,
-            hub: hub.name.clone(),
-            partition: address.partition,
-            link,
-            permits: permits.clone(),
-            tx: self.feed_tx.clone(),
-        };
-        let task = tokio::spawn(reader.run(from, skip, watch)).abort_handle();
-        state.role = LinkRole::Partition(PartitionFeed {
-            key,
-            permits,
-            granted: 0,
-            task: Some(task),
-        });
-        self.links.insert(link, state);
-    }
-
     fn on_credit(&mut self, link: LinkId, credit: u32, drain: bool) {
         self.flush(link);
+        let credit = self.engine.link_credit(link).unwrap_or(credit);
         let Some(state) = self.links.get_mut(&link) else {
             return;
         };
         let queued = u32::try_from(state.queue.len()).unwrap_or(u32::MAX);
-        if let LinkRole::Partition(feed) = &mut state.role {
-            let credit = self.engine.link_credit(link).unwrap_or(credit);
-            let wanted = credit.saturating_sub(queued).min(MAX_PREFETCH);
-            if wanted > feed.granted {
-                let more = wanted - feed.granted;
-                feed.permits.add_permits(more as usize);
-                feed.granted = wanted;
-            }
-            if drain {
-                let idle = u32::try_from(feed.permits.available_permits()).unwrap_or(u32::MAX);
-                if let Ok(taken) = feed.permits.try_acquire_many(idle) {
-                    taken.forget();
-                    feed.granted = feed.granted.saturating_sub(idle);
-                }
-            }
+        match &mut state.role {
+            LinkRole::Partition(feed) => feed.credit(credit, queued, drain),
+            LinkRole::Service(_) => self.on_service_credit(link),
+            LinkRole::Device(_) => self.on_device_credit(link),
+            LinkRole::Requests(_) | LinkRole::Replies { .. } => {}
         }
         if drain {
             let _ = self.engine.drain(link);
@@ -499,7 +382,7 @@ impl Connection {
                     return;
                 };
                 if let LinkRole::Partition(feed) = &mut state.role {
-                    feed.granted = feed.granted.saturating_sub(1);
+                    feed.received();
                 }
                 state.queue.push_back(message);
                 self.flush(link);
@@ -514,11 +397,21 @@ impl Connection {
                 );
                 self.forget_link(link);
             }
+            Feed::Service(feed) => self.on_service_feed(feed),
+            Feed::Device(feed) => self.on_device_feed(feed),
         }
     }
 
+    /// Queues an encoded message on a link where the hub sends, and sends what credit allows.
+    pub(super) fn queue(&mut self, link: LinkId, message: Bytes) {
+        if let Some(state) = self.links.get_mut(&link) {
+            state.queue.push_back(message);
+        }
+        self.flush(link);
+    }
+
     /// Sends what the link's queue holds, as far as credit and the session window allow.
-    fn flush(&mut self, link: LinkId) {
+    pub(super) fn flush(&mut self, link: LinkId) {
         let Some(state) = self.links.get_mut(&link) else {
             return;
         };
@@ -541,226 +434,40 @@ impl Connection {
         }
     }
 
+    /// A message from the peer: to the link's node.
     async fn on_delivery(&mut self, delivery: Delivery) {
-        let link = delivery.link;
-        if !delivery.settled {
-            let _ = self
-                .engine
-                .settle(link, delivery.delivery_id, DeliveryState::Accepted);
-        }
-        let _ = self.engine.grant_credit(link, 1);
-        let Some(LinkState {
-            role: LinkRole::Requests(node),
-            session,
-            ..
-        }) = self.links.get(&link)
-        else {
-            return;
-        };
-        let (node, session) = (*node, *session);
-        let Ok(request) = Message::decode(delivery.message) else {
-            tracing::debug!("amqp request is not a message: ignored");
-            return;
-        };
-        let (status, description, body) = match node {
-            Node::Cbs => self.put_token(&request),
-            Node::Management => self.management(&request).await,
-        };
-        let properties = request.properties.as_ref();
-        let reply_to = properties.and_then(|p| p.reply_to.clone());
-        let reply = Message {
-            properties: Some(Properties {
-                correlation_id: properties.and_then(|p| p.message_id.clone()),
-                to: reply_to.clone(),
-                ..Properties::default()
-            }),
-            application_properties: Some(vec![
-                ("status-code".into(), Value::Int(status)),
-                ("status-description".into(), Value::String(description)),
-            ]),
-            body: Body::Value(body),
-            ..Message::default()
-        };
-        let Some(reply_link) = self.reply_link(node, session, reply_to.as_deref()) else {
-            tracing::debug!(?node, "amqp request without a reply link: answer dropped");
-            return;
-        };
-        if let Some(state) = self.links.get_mut(&reply_link) {
-            state.queue.push_back(reply.to_bytes());
-        }
-        self.flush(reply_link);
-    }
-
-    /// The link to answer a request on: the node's reply link whose address is the request's
-    /// `reply_to`, else one on the same session, else any.
-    fn reply_link(&self, node: Node, session: SessionId, reply_to: Option<&str>) -> Option<LinkId> {
-        let replies = || {
-            self.links
-                .iter()
-                .filter_map(move |(link, state)| match &state.role {
-                    LinkRole::Replies { node: n, address } if *n == node => {
-                        Some((*link, state.session, address.as_deref()))
-                    }
-                    _ => None,
-                })
-        };
-        replies()
-            .find(|(_, s, address)| *s == session && reply_to.is_some() && *address == reply_to)
-            .or_else(|| replies().find(|(_, s, _)| *s == session))
-            .or_else(|| replies().next())
-            .map(|(link, _, _)| link)
-    }
-
-    /// `put-token` on `$cbs` (wire reference §7.2).
-    fn put_token(&mut self, request: &Message) -> (i32, String, Value) {
-        let property = |key| request.application_property(key).and_then(text);
-        if property("operation") != Some("put-token") {
-            return (400, "unsupported operation".into(), Value::Null);
-        }
-        let token = match &request.body {
-            Body::Value(Value::String(token)) => Some(token.as_str()),
-            Body::Value(Value::Binary(token)) => std::str::from_utf8(token).ok(),
-            Body::Data(sections) => sections.first().and_then(|data| std::str::from_utf8(data).ok()),
-            _ => None,
-        };
-        let Some(token) = token else {
-            return (400, "the token is missing".into(), Value::Null);
-        };
-        let audience = property("name");
-        if let Some(audience) = audience {
-            let normalised = normalise_resource(audience);
-            self.bind_host(normalised.split('/').next());
-        }
-        let bound = self.bound_name();
-        let now = unix_now(&self.context);
-        match verify_token(&self.context.hubs, token, audience, bound.as_ref(), now) {
-            Ok((hub, claim)) => {
-                self.hub.get_or_insert(hub);
-                self.claims.retain(|old| old.expiry > now);
-                self.claims.push(claim);
-                (200, "OK".into(), Value::Null)
+        match self.links.get(&delivery.link).map(|state| &state.role) {
+            Some(LinkRole::Requests(node)) => {
+                let node = *node;
+                self.on_request(node, delivery).await;
             }
-            Err(error) => {
-                tracing::info!(%error, "amqp put-token refused");
-                let status = match error {
-                    TokenError::Malformed => 400,
-                    TokenError::UnknownHub => 404,
-                    _ => 401,
-                };
-                (status, error.to_string(), Value::Null)
-            }
-        }
-    }
-
-    /// `READ` on `$management` (wire reference §7.3).
-    async fn management(&mut self, request: &Message) -> (i32, String, Value) {
-        let property = |key| request.application_property(key).and_then(text);
-        if property("operation") != Some("READ") {
-            return (400, "unsupported operation".into(), Value::Null);
-        }
-        let Some(hub) = self.hub.clone() else {
-            return (404, "no hub serves this host".into(), Value::Null);
-        };
-        let now = unix_now(&self.context);
-        let resource = format!("{}/{}/$management", hub.host_name, hub.name);
-        let authorized = match property("security_token") {
-            Some(token) => match verify_token(&self.context.hubs, token, None, Some(&hub.name), now) {
-                Ok((_, claim)) => claim.covers(&hub.name, &resource, now),
-                Err(error) => {
-                    tracing::info!(%error, "amqp management token refused");
-                    false
-                }
-            },
-            None => self
-                .claims
-                .iter()
-                .any(|claim| claim.covers(&hub.name, &resource, now)),
-        };
-        if !authorized {
-            return (401, "unauthorized".into(), Value::Null);
-        }
-        if !property("name").is_some_and(|name| name.eq_ignore_ascii_case(hub.name.as_str())) {
-            return (404, "the messaging entity was not found".into(), Value::Null);
-        }
-        match property("type") {
-            Some("com.microsoft:eventhub") => (200, "OK".into(), eventhub_properties(&hub)),
-            Some("com.microsoft:partition") => {
-                let Some(partition) = property("partition")
-                    .and_then(|p| p.parse::<u32>().ok())
-                    .filter(|p| *p < hub.partition_count)
-                else {
-                    return (404, "the partition was not found".into(), Value::Null);
-                };
-                match self.context.log.partition_info(&hub.name, partition).await {
-                    Ok(info) => (200, "OK".into(), partition_properties(&hub, partition, &info)),
-                    Err(error) => {
-                        tracing::warn!(hub = %hub.name, %error, "amqp partition properties failed");
-                        (500, "the partition cannot be read".into(), Value::Null)
-                    }
+            Some(LinkRole::Service(_)) => self.on_service_delivery(delivery).await,
+            Some(LinkRole::Device(_)) => self.on_device_delivery(delivery).await,
+            // Deliveries only arrive on links where the peer sends; settle any other anyway.
+            _ => {
+                if !delivery.settled {
+                    let _ = self.engine.settle(
+                        delivery.link,
+                        delivery.delivery_id,
+                        DeliveryState::Rejected { error: None },
+                    );
                 }
             }
-            _ => (400, "unsupported type".into(), Value::Null),
         }
     }
-}
 
-/// Reads a partition for one receiver link and hands its events to the connection, one permit
-/// (the receiver's credit) per event.
-struct Reader {
-    log: Arc<dyn EventLog>,
-    hub: HubName,
-    partition: u32,
-    link: LinkId,
-    permits: Arc<Semaphore>,
-    tx: mpsc::Sender<Feed>,
-}
-
-impl Reader {
-    async fn run(
-        self,
-        mut from: LogPosition,
-        mut skip: super::eventhub::Skip,
-        mut watch: tokio::sync::watch::Receiver<u64>,
+    /// The peer settled (or updated) a delivery the hub sent.
+    async fn on_settled(
+        &mut self,
+        link: LinkId,
+        delivery: DeliveryId,
+        state: Option<DeliveryState>,
+        settled: bool,
     ) {
-        loop {
-            let events = match self
-                .log
-                .read(&self.hub, self.partition, from, READ_BATCH, READ_BYTES)
-                .await
-            {
-                Ok(events) => events,
-                Err(error) => {
-                    tracing::warn!(hub = %self.hub, partition = self.partition, %error, "amqp partition read failed");
-                    let _ = self.tx.send(Feed::Failed(self.link)).await;
-                    return;
-                }
-            };
-            if events.is_empty() {
-                tokio::select! {
-                    changed = watch.changed() => if changed.is_err() { return },
-                    () = self.tx.closed() => return,
-                }
-                continue;
-            }
-            for event in events {
-                from = LogPosition::SequenceNumber(event.position.sequence_number.saturating_add(1));
-                if skip.skips(&event) {
-                    continue;
-                }
-                skip = super::eventhub::Skip::Nothing;
-                let Ok(permit) = self.permits.acquire().await else {
-                    return;
-                };
-                permit.forget();
-                if self
-                    .tx
-                    .send(Feed::Event(self.link, event_message(&event)))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
+        match self.links.get(&link).map(|state| &state.role) {
+            Some(LinkRole::Service(_)) => self.on_service_settled(link, delivery, state, settled).await,
+            Some(LinkRole::Device(_)) => self.on_device_settled(link, delivery, state, settled).await,
+            _ => {}
         }
     }
 }

@@ -22,12 +22,16 @@
 
 mod auth;
 mod connection;
+mod device;
 mod epoch;
 mod eventhub;
+mod partition;
+mod requests;
+mod service;
 
 use std::sync::Arc;
 
-use outpost_core::{Clock, EventLog, Hubs};
+use outpost_core::{Clock, EventLog, Hubs, Outpost};
 
 pub use connection::serve_connection;
 pub use epoch::Receivers;
@@ -47,6 +51,8 @@ pub struct DoorContext {
     pub engine: EngineConfig,
     /// The partition receivers of all connections (epoch receivers).
     pub receivers: Arc<Receivers>,
+    /// The hub's services (cloud-to-device, telemetry, twins, methods) for service and device links.
+    pub outpost: Outpost,
 }
 
 impl std::fmt::Debug for DoorContext {

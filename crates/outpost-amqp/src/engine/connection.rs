@@ -274,6 +274,9 @@ impl Engine {
             Performative::Begin(begin) => self.on_begin(channel, begin),
             other => {
                 let Some(&session) = self.channels.get(&channel) else {
+                    if self.ended_channels.contains(&channel) {
+                        return;
+                    }
                     self.fail(
                         condition::NOT_ALLOWED,
                         format!("{} on channel {channel}, which has no session", other.name()),

@@ -21,6 +21,9 @@ impl Engine {
             .get(&session_id)
             .and_then(|session| session.remote_handles.get(&transfer.handle))
         else {
+            if self.detached_lately(session_id, transfer.handle) {
+                return;
+            }
             self.fail(
                 condition::UNATTACHED_HANDLE,
                 format!("transfer for handle {}, which is not attached", transfer.handle),

@@ -214,6 +214,7 @@ impl Engine {
             partial: None,
         };
         if let Some(session) = self.sessions.get_mut(&session_id) {
+            session.detached_handles.retain(|handle| *handle != attach.handle);
             session.remote_handles.insert(attach.handle, id);
             session.local_handles.insert(local_handle, id);
         }
@@ -404,6 +405,9 @@ impl Engine {
             .get(&session_id)
             .and_then(|session| session.remote_handles.get(&detach.handle))
         else {
+            if self.detached_lately(session_id, detach.handle) {
+                return;
+            }
             self.fail(
                 condition::UNATTACHED_HANDLE,
                 format!("detach for handle {}, which is not attached", detach.handle),
@@ -502,7 +506,9 @@ impl Engine {
             return;
         };
         if let Some(session) = self.sessions.get_mut(&state.session) {
-            session.remote_handles.remove(&state.remote_handle);
+            if session.remote_handles.remove(&state.remote_handle).is_some() {
+                session.note_detached(state.remote_handle);
+            }
             session.local_handles.remove(&state.local_handle);
         }
     }

@@ -44,7 +44,7 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -162,6 +162,9 @@ pub struct Engine {
     sessions: BTreeMap<SessionId, Session>,
     /// The peer's channel → its session.
     channels: HashMap<u16, SessionId>,
+    /// The peer's channels whose session is over: frames the peer sent on them before it saw the
+    /// end (rhea settles deliveries after ending their session) are dropped, not a violation.
+    ended_channels: HashSet<u16>,
     links: HashMap<LinkId, Link>,
     next_id: u64,
     /// The error we closed with, reported in [`Event::Closed`] once the peer answered.
@@ -186,6 +189,7 @@ impl Engine {
             last_received: now,
             sessions: BTreeMap::new(),
             channels: HashMap::new(),
+            ended_channels: HashSet::new(),
             links: HashMap::new(),
             next_id: 0,
             close_error: None,

@@ -1,7 +1,7 @@
 //! Sessions (AMQP 1.0 §2.5): begin and end, the channel mapping, and the session windows of §2.5.6
 //! (next-incoming-id, incoming-window, next-outgoing-id, outgoing-window).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use super::{Engine, EngineError, Event, LinkId, SessionId};
 use crate::definitions::{Error, ReceiverSettleMode, condition};
@@ -41,6 +41,9 @@ pub(super) struct Session {
     pub(super) handle_max: u32,
     /// The peer's handles.
     pub(super) remote_handles: HashMap<u32, LinkId>,
+    /// The peer's handles most recently detached: a flow or transfer it sent on them before it saw
+    /// the detach is dropped, not a violation. Bounded by [`DETACHED_HANDLES`].
+    pub(super) detached_handles: VecDeque<u32>,
     /// Our handles.
     pub(super) local_handles: BTreeMap<u32, LinkId>,
     /// Deliveries we received, by delivery-id.
@@ -48,6 +51,9 @@ pub(super) struct Session {
     /// Deliveries we sent, by delivery-id.
     pub(super) outgoing_unsettled: HashMap<u32, LinkId>,
 }
+
+/// How many detached handles of the peer a session remembers.
+pub(super) const DETACHED_HANDLES: usize = 32;
 
 impl Session {
     /// Returns a session-level flow (§2.7.4 without handle) with our windows.
@@ -59,6 +65,20 @@ impl Session {
             outgoing_window: self.outgoing_window,
             ..Flow::default()
         }
+    }
+
+    /// Remembers that the peer's `handle` was detached (the oldest of [`DETACHED_HANDLES`] is
+    /// forgotten).
+    pub(super) fn note_detached(&mut self, handle: u32) {
+        if self.detached_handles.len() == DETACHED_HANDLES {
+            self.detached_handles.pop_front();
+        }
+        self.detached_handles.push_back(handle);
+    }
+
+    /// Whether the peer's `handle` was detached lately (and not attached again).
+    pub(super) fn was_detached(&self, handle: u32) -> bool {
+        self.detached_handles.contains(&handle)
     }
 
     /// Returns the lowest handle of ours that is free, up to the peer's handle-max.
@@ -103,6 +123,7 @@ impl Engine {
             );
             return;
         }
+        self.ended_channels.remove(&channel);
         let peer_channel_max = self.peer.as_ref().map_or(u16::MAX, |peer| peer.channel_max);
         let used: HashSet<u16> = self
             .sessions
@@ -127,6 +148,7 @@ impl Engine {
             next_delivery_id: 0,
             handle_max: begin.handle_max.unwrap_or(u32::MAX),
             remote_handles: HashMap::new(),
+            detached_handles: VecDeque::new(),
             local_handles: BTreeMap::new(),
             incoming_unsettled: HashMap::new(),
             outgoing_unsettled: HashMap::new(),
@@ -218,6 +240,14 @@ impl Engine {
         self.out.frame(local_channel, End { error }, self.now);
     }
 
+    /// Whether the peer's `handle` on the session was detached lately: frames it sent on the handle
+    /// before it saw the detach are dropped.
+    pub(super) fn detached_lately(&self, id: SessionId, handle: u32) -> bool {
+        self.sessions
+            .get(&id)
+            .is_some_and(|session| session.was_detached(handle))
+    }
+
     pub(super) fn session_ending(&self, id: SessionId) -> bool {
         self.sessions.get(&id).is_some_and(|session| session.ending)
     }
@@ -227,7 +257,14 @@ impl Engine {
         let Some(session) = self.sessions.remove(&id) else {
             return;
         };
-        self.channels.retain(|_, session| *session != id);
+        let ended = &mut self.ended_channels;
+        self.channels.retain(|channel, session| {
+            let keep = *session != id;
+            if !keep {
+                ended.insert(*channel);
+            }
+            keep
+        });
         for link in session.local_handles.values() {
             self.links.remove(link);
         }
@@ -279,6 +316,7 @@ impl Engine {
         let flow_link = match flow.handle {
             Some(handle) => match session.remote_handles.get(&handle) {
                 Some(&link) => Some(link),
+                None if session.was_detached(handle) => return,
                 None => {
                     self.fail(
                         condition::UNATTACHED_HANDLE,
@@ -335,6 +373,7 @@ mod tests {
             next_delivery_id: 0,
             handle_max,
             remote_handles: HashMap::new(),
+            detached_handles: VecDeque::new(),
             local_handles: BTreeMap::new(),
             incoming_unsettled: HashMap::new(),
             outgoing_unsettled: HashMap::new(),

@@ -82,6 +82,70 @@ fn a_frame_on_a_channel_without_session_is_not_allowed() {
     assert_eq!(peer.closed_with(), condition::NOT_ALLOWED);
 }
 
+/// rhea settles deliveries that were in flight when it ended their session, after its end: those
+/// frames are dropped and the connection stays up (the Node Event Hubs client saw its connection
+/// closed with `amqp:not-allowed` otherwise).
+#[test]
+fn frames_on_a_channel_the_peer_ended_are_dropped() {
+    let mut peer = Peer::opened(EngineConfig::default());
+    peer.begin(3);
+    let (_, handle) = peer.receiver_link(3, 0, "events");
+    peer.send(3, End::default());
+    assert!(matches!(&peer.performatives()[..], [(_, Performative::End(_))]));
+    peer.events();
+    peer.send(
+        3,
+        Disposition {
+            role: Role::Receiver,
+            first: 0,
+            last: None,
+            settled: true,
+            state: Some(DeliveryState::Accepted),
+            batchable: false,
+        },
+    );
+    peer.flow(3, handle, Some(0), 10, false);
+    assert!(!peer.engine.is_closed());
+    assert!(peer.performatives().is_empty());
+    // A new session may take the channel again, and a channel never begun is still a violation.
+    peer.begin(3);
+    peer.send(4, Flow::default());
+    assert_eq!(peer.closed_with(), condition::NOT_ALLOWED);
+}
+
+/// The same for a link: a flow the peer sent before it saw the answer to its detach is dropped; a
+/// handle never attached is still unattached.
+#[test]
+fn a_flow_on_a_handle_the_peer_detached_is_dropped() {
+    let mut peer = Peer::opened(EngineConfig::default());
+    peer.begin(0);
+    peer.receiver_link(0, 7, "events");
+    peer.send(
+        0,
+        Detach {
+            handle: 7,
+            closed: true,
+            error: None,
+        },
+    );
+    assert!(matches!(
+        &peer.performatives()[..],
+        [(_, Performative::Detach(_))]
+    ));
+    peer.flow(0, 7, Some(0), 10, false);
+    peer.send(
+        0,
+        Detach {
+            handle: 7,
+            closed: true,
+            error: None,
+        },
+    );
+    assert!(!peer.engine.is_closed());
+    peer.flow(0, 8, Some(0), 10, false);
+    assert_eq!(peer.closed_with(), condition::UNATTACHED_HANDLE);
+}
+
 #[test]
 fn a_begin_beyond_channel_max_or_naming_a_remote_channel_is_not_allowed() {
     let mut peer = Peer::opened(EngineConfig::default());

@@ -1,0 +1,168 @@
+//! The request-response nodes of a connection (wire reference §7.2, §7.3): `put-token` on `$cbs`
+//! and `READ` on `$management`, answered on the node's reply link.
+
+use outpost_auth::normalise_resource;
+
+use super::auth::{TokenError, verify_token};
+use super::connection::{Connection, LinkRole, Node, text, unix_now};
+use super::eventhub::{eventhub_properties, partition_properties};
+use crate::definitions::DeliveryState;
+use crate::engine::{Delivery, LinkId, SessionId};
+use crate::message::{Body, Message, Properties};
+use crate::value::Value;
+
+impl Connection {
+    /// A request on a `$cbs` or `$management` sender link: settled, answered on the reply link.
+    pub(super) async fn on_request(&mut self, node: Node, delivery: Delivery) {
+        let link = delivery.link;
+        if !delivery.settled {
+            let _ = self
+                .engine
+                .settle(link, delivery.delivery_id, DeliveryState::Accepted);
+        }
+        let _ = self.engine.grant_credit(link, 1);
+        let Some(session) = self.links.get(&link).map(|state| state.session) else {
+            return;
+        };
+        let Ok(request) = Message::decode(delivery.message) else {
+            tracing::debug!("amqp request is not a message: ignored");
+            return;
+        };
+        let (status, description, body) = match node {
+            Node::Cbs => self.put_token(&request),
+            Node::Management => self.management(&request).await,
+        };
+        let properties = request.properties.as_ref();
+        let reply_to = properties.and_then(|p| p.reply_to.clone());
+        let reply = Message {
+            properties: Some(Properties {
+                correlation_id: properties.and_then(|p| p.message_id.clone()),
+                to: reply_to.clone(),
+                ..Properties::default()
+            }),
+            application_properties: Some(vec![
+                ("status-code".into(), Value::Int(status)),
+                ("status-description".into(), Value::String(description)),
+            ]),
+            body: Body::Value(body),
+            ..Message::default()
+        };
+        let Some(reply_link) = self.reply_link(node, session, reply_to.as_deref()) else {
+            tracing::debug!(?node, "amqp request without a reply link: answer dropped");
+            return;
+        };
+        self.queue(reply_link, reply.to_bytes());
+    }
+
+    /// The link to answer a request on: the node's reply link whose address is the request's
+    /// `reply_to`, else one on the same session, else any.
+    fn reply_link(&self, node: Node, session: SessionId, reply_to: Option<&str>) -> Option<LinkId> {
+        let replies = || {
+            self.links
+                .iter()
+                .filter_map(move |(link, state)| match &state.role {
+                    LinkRole::Replies { node: n, address } if *n == node => {
+                        Some((*link, state.session, address.as_deref()))
+                    }
+                    _ => None,
+                })
+        };
+        replies()
+            .find(|(_, s, address)| *s == session && reply_to.is_some() && *address == reply_to)
+            .or_else(|| replies().find(|(_, s, _)| *s == session))
+            .or_else(|| replies().next())
+            .map(|(link, _, _)| link)
+    }
+
+    /// `put-token` on `$cbs` (wire reference §7.2).
+    fn put_token(&mut self, request: &Message) -> (i32, String, Value) {
+        let property = |key| request.application_property(key).and_then(text);
+        if property("operation") != Some("put-token") {
+            return (400, "unsupported operation".into(), Value::Null);
+        }
+        let token = match &request.body {
+            Body::Value(Value::String(token)) => Some(token.as_str()),
+            Body::Value(Value::Binary(token)) => std::str::from_utf8(token).ok(),
+            Body::Data(sections) => sections.first().and_then(|data| std::str::from_utf8(data).ok()),
+            _ => None,
+        };
+        let Some(token) = token else {
+            return (400, "the token is missing".into(), Value::Null);
+        };
+        let audience = property("name");
+        if let Some(audience) = audience {
+            let normalised = normalise_resource(audience);
+            self.bind_host(normalised.split('/').next());
+        }
+        let bound = self.bound_name();
+        let now = unix_now(&self.context);
+        match verify_token(&self.context.hubs, token, audience, bound.as_ref(), now) {
+            Ok((hub, claim)) => {
+                self.hub.get_or_insert(hub);
+                self.claims.retain(|old| old.expiry > now);
+                self.claims.push(claim);
+                (200, "OK".into(), Value::Null)
+            }
+            Err(error) => {
+                tracing::info!(%error, "amqp put-token refused");
+                let status = match error {
+                    TokenError::Malformed => 400,
+                    TokenError::UnknownHub => 404,
+                    _ => 401,
+                };
+                (status, error.to_string(), Value::Null)
+            }
+        }
+    }
+
+    /// `READ` on `$management` (wire reference §7.3).
+    async fn management(&mut self, request: &Message) -> (i32, String, Value) {
+        let property = |key| request.application_property(key).and_then(text);
+        if property("operation") != Some("READ") {
+            return (400, "unsupported operation".into(), Value::Null);
+        }
+        let Some(hub) = self.hub.clone() else {
+            return (404, "no hub serves this host".into(), Value::Null);
+        };
+        let now = unix_now(&self.context);
+        let resource = format!("{}/{}/$management", hub.host_name, hub.name);
+        let authorized = match property("security_token") {
+            Some(token) => match verify_token(&self.context.hubs, token, None, Some(&hub.name), now) {
+                Ok((_, claim)) => claim.covers(&hub.name, &resource, now),
+                Err(error) => {
+                    tracing::info!(%error, "amqp management token refused");
+                    false
+                }
+            },
+            None => self
+                .claims
+                .iter()
+                .any(|claim| claim.covers(&hub.name, &resource, now)),
+        };
+        if !authorized {
+            return (401, "unauthorized".into(), Value::Null);
+        }
+        if !property("name").is_some_and(|name| name.eq_ignore_ascii_case(hub.name.as_str())) {
+            return (404, "the messaging entity was not found".into(), Value::Null);
+        }
+        match property("type") {
+            Some("com.microsoft:eventhub") => (200, "OK".into(), eventhub_properties(&hub)),
+            Some("com.microsoft:partition") => {
+                let Some(partition) = property("partition")
+                    .and_then(|p| p.parse::<u32>().ok())
+                    .filter(|p| *p < hub.partition_count)
+                else {
+                    return (404, "the partition was not found".into(), Value::Null);
+                };
+                match self.context.log.partition_info(&hub.name, partition).await {
+                    Ok(info) => (200, "OK".into(), partition_properties(&hub, partition, &info)),
+                    Err(error) => {
+                        tracing::warn!(hub = %hub.name, %error, "amqp partition properties failed");
+                        (500, "the partition cannot be read".into(), Value::Null)
+                    }
+                }
+            }
+            _ => (400, "unsupported type".into(), Value::Null),
+        }
+    }
+}
