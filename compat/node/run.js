@@ -22,7 +22,9 @@ const HTTPS_HOST = '127.0.0.1';
 const HTTPS_PORT = 443;
 const MQTT_PORT = 8883;
 const AMQP_PORT = 5671;
-const PORTS = [HTTPS_PORT, MQTT_PORT, AMQP_PORT];
+// The plain AMQP listener, for Event Hubs clients with `UseDevelopmentEmulator=true` (wire reference §7.5).
+const AMQP_PLAIN_PORT = 5672;
+const PORTS = [HTTPS_PORT, MQTT_PORT, AMQP_PORT, AMQP_PLAIN_PORT];
 const READY_TIMEOUT_MS = Number(process.env.OUTPOST_READY_TIMEOUT || 60) * 1000;
 const STOP_TIMEOUT_MS = 15000;
 const POLICIES = ['iothubowner', 'service', 'registryRead', 'registryReadWrite', 'device'];
@@ -70,7 +72,7 @@ async function startServer(binary, dataDir, logDir) {
   const stderrPath = path.join(logDir, 'serve.stderr');
   const args = ['serve', '--data-dir', dataDir, '--https-listen', `${HTTPS_HOST}:${HTTPS_PORT}`,
     '--mqtt-listen', `${HTTPS_HOST}:${MQTT_PORT}`, '--amqp-listen', `${HTTPS_HOST}:${AMQP_PORT}`,
-    '--operator-listen', '127.0.0.1:0'];
+    '--amqp-plain-listen', `${HTTPS_HOST}:${AMQP_PLAIN_PORT}`, '--operator-listen', '127.0.0.1:0'];
   const child = spawn(binary, args, {
     stdio: ['ignore', fs.openSync(stdoutPath, 'w'), fs.openSync(stderrPath, 'w')],
   });

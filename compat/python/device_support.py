@@ -503,7 +503,7 @@ class RawMqtt:
 
 # ---- cloud-to-device: sending (operator API, CLI), the SDK's receive handler, feedback ---------
 #
-# The service SDKs' own C2D sender is AMQP, which the server does not speak yet: messages are sent
+# Messages are sent (the SDK's own AMQP sender is tested in test_service_amqp.py)
 # through the operator API (`POST /hubs/{hub}/devices/{id}/messages/devicebound`, what `outpost
 # device c2d-message send` mirrors from `az iot device c2d-message send`) or through the CLI.
 

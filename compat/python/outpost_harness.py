@@ -25,7 +25,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 HTTPS_LISTEN = "127.0.0.1:443"
 MQTT_LISTEN = "127.0.0.1:8883"
 AMQP_LISTEN = "127.0.0.1:5671"
-LISTENERS = (HTTPS_LISTEN, MQTT_LISTEN, AMQP_LISTEN)
+# The plain AMQP listener, for Event Hubs clients with `UseDevelopmentEmulator=true` (wire reference §7.5).
+AMQP_PLAIN_LISTEN = "127.0.0.1:5672"
+LISTENERS = (HTTPS_LISTEN, MQTT_LISTEN, AMQP_LISTEN, AMQP_PLAIN_LISTEN)
 READY_TIMEOUT_S = float(os.environ.get("OUTPOST_READY_TIMEOUT", "60"))
 STOP_TIMEOUT_S = 15.0
 CLI_TIMEOUT_S = 30.0
@@ -123,6 +125,8 @@ class OutpostServer:
             MQTT_LISTEN,
             "--amqp-listen",
             AMQP_LISTEN,
+            "--amqp-plain-listen",
+            AMQP_PLAIN_LISTEN,
             "--operator-listen",
             "127.0.0.1:0",
         ]

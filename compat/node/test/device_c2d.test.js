@@ -5,8 +5,8 @@
 // `$.uid`, `$.ct`, `$.ce`, everything else — `iothub-ack` included — into `properties`);
 // `client.complete(msg)` is a no-op over MQTT (mqtt.js PUBACKs on receipt).
 //
-// Messages are sent through the operator API or the CLI (the SDK's own sender is AMQP, not served
-// yet); the queue purge `DELETE /devices/{id}/commands` goes through the Registry's RestApiClient
+// Messages are sent through the operator API or the CLI (the SDK's own AMQP sender is tested in
+// service_amqp.test.js); the queue purge `DELETE /devices/{id}/commands` goes through the Registry's RestApiClient
 // (azure-iothub 1.16.6 has no public purge method).
 'use strict';
 

@@ -236,8 +236,9 @@ async function deviceEvents(deviceId, { moduleId, expect = 1, timeoutMs = 10000,
 }
 
 // ---- cloud-to-device: sending (operator API, CLI), purge, feedback --------------------------------
-// The service SDK's own C2D sender is AMQP, which the server does not speak yet: messages go
-// through the operator API (`POST /hubs/{hub}/devices/{id}/messages/devicebound`, 204) or the CLI.
+// These tests send through the operator API (`POST /hubs/{hub}/devices/{id}/messages/devicebound`,
+// 204) or the CLI, which reach module inputs too; the SDK's own AMQP sender is tested in
+// service_amqp.test.js.
 
 async function operatorRequest(method, pathAndQuery, body) {
   const { url, token } = operatorEndpoint();

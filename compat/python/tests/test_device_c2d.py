@@ -9,9 +9,9 @@ from_topic, which turns `iothub-ack` into `message.ack`); the device's PUBACK co
 message. The queue is per device and durable: messages wait while the device is offline, and one
 not PUBACKed before a disconnect is delivered again.
 
-The service SDKs send C2D over AMQP, which the server does not speak yet, so messages are sent
-through the operator API (`POST /hubs/{hub}/devices/{id}/messages/devicebound`) or the CLI
-(`outpost device c2d-message send`). The queue purge is the service REST call `DELETE
+Messages are sent through the operator API (`POST /hubs/{hub}/devices/{id}/messages/devicebound`)
+or the CLI (`outpost device c2d-message send`); the SDK's own AMQP sender, `send_c2d_message`, is
+tested in test_service_amqp.py. The queue purge is the service REST call `DELETE
 /devices/{id}/commands`: azure-iot-hub 2.7.0's IoTHubRegistryManager has no method for it, but its
 generated REST client has (`registry.protocol.cloud_to_device_messages.
 purge_cloud_to_device_message_queue`, cloud_to_device_messages_operations.py:35). Feedback records

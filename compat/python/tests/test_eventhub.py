@@ -2,7 +2,13 @@
 5.15.1, its default pure-Python pyamqp transport) over AMQP 1.0 + TLS on port 5671: telemetry sent
 by the official device SDK is received with `EventHubConsumerClient.receive`, the `$management`
 properties match, a wrong key is refused, and a consumer with a higher `owner_level` (epoch) takes
-the partitions from one with a lower one.
+the partitions from one with a lower one. Also: start positions (offset inclusive/exclusive,
+sequence number, enqueued time), `track_last_enqueued_event_properties` (the receiver runtime
+metric), consumer groups made with `outpost hub consumer-group`, the uamqp transport
+(`uamqp_transport=True`, uamqp 1.6.11), and the IoT Hub connection string sample of azure-eventhub
+(`samples/async_samples/iot_hub_connection_string_receive_async.py`: uamqp `ReceiveClient` with
+SASL PLAIN on `messages/events/ConsumerGroups/$Default/Partitions/0`, `amqp:link:redirect`, wire
+reference §7.7).
 
 pyamqp ignores a port in `Endpoint=sb://host:port/`, so the client is pointed at the listener with
 `custom_endpoint_address` and `transport_type=TransportType.Amqp` (without it, it would use
@@ -10,10 +16,16 @@ WebSockets); the dev CA is trusted with `connection_verify` (wire reference §7.
 """
 
 import base64
+import datetime
 import json
 import os
+import re
 import threading
 import time
+from base64 import b64decode, b64encode
+from hashlib import sha256
+from hmac import HMAC
+from urllib.parse import quote_plus, urlencode
 
 import pytest
 from azure.eventhub import EventHubConsumerClient, TransportType
@@ -34,14 +46,15 @@ def _eventhub_connection_string(hub, policy: str = "service") -> str:
     return line
 
 
-def _consumer(hub, connection_string: str) -> EventHubConsumerClient:
+def _consumer(hub, connection_string: str, consumer_group: str = "$Default", **kwargs) -> EventHubConsumerClient:
     return EventHubConsumerClient.from_connection_string(
         connection_string,
-        consumer_group="$Default",
+        consumer_group=consumer_group,
         connection_verify=str(hub.server.ca_path),
         custom_endpoint_address=f"sb://localhost:{AMQP_PORT}",
         transport_type=TransportType.Amqp,
         retry_total=0,
+        **kwargs,
     )
 
 
@@ -52,6 +65,7 @@ class _Receiving:
         self.consumer = consumer
         self.device_id = device_id.encode()
         self.events = []
+        self.last_enqueued = []
         self.started = threading.Event()
         self.lock = threading.Lock()
         self.thread = threading.Thread(
@@ -69,9 +83,12 @@ class _Receiving:
     def _on_event(self, context, event):
         if event is None:
             return
-        if event.system_properties.get(b"iothub-connection-device-id") == self.device_id:
+        device = event.system_properties.get(b"iothub-connection-device-id")
+        # uamqp hands strings over as `str`, pyamqp as `bytes`.
+        if device in (self.device_id, self.device_id.decode()):
             with self.lock:
                 self.events.append((context.partition_id, event))
+                self.last_enqueued.append(context.last_enqueued_event_properties)
 
     def wait_for(self, count: int, timeout: float = 30):
         deadline = time.monotonic() + timeout
@@ -227,3 +244,245 @@ def test_a_higher_owner_level_takes_the_partition(hub, registry, clients):
         first.close()
         if second is not None:
             second.close()
+
+
+def _sent_events(hub, registry, clients, prefix: str, count: int):
+    """Sends `count` events from a new device, 20 ms apart (distinct enqueued times), and reads them
+    back from the start: returns the device, its client, its events in order and their partition."""
+    device = create_sas_device(registry, prefix)
+    client = clients.device(device.connection_string)
+    connect(client)
+    for n in range(count):
+        _send(client, json.dumps({"n": n}), n)
+        time.sleep(0.02)
+    receiving = _Receiving(_consumer(hub, _eventhub_connection_string(hub)), device.device_id, starting_position="-1")
+    try:
+        events = receiving.wait_for(count)
+    finally:
+        receiving.close()
+    assert len(events) == count, f"read back {len(events)} of {count} events"
+    [partition] = {partition for partition, _ in events}
+    return device, client, [event for _, event in events], partition
+
+
+def _bodies(received) -> list:
+    return [json.loads(event.body_as_str())["n"] for _, event in received]
+
+
+def test_start_positions_offset_sequence_number_and_enqueued_time(hub, registry, clients):
+    device, _, events, partition = _sent_events(hub, registry, clients, "eh-pos", 4)
+    second, third = events[1], events[2]
+    cases = [
+        ("offset inclusive", dict(starting_position=second.offset, starting_position_inclusive=True), [1, 2, 3]),
+        ("offset exclusive", dict(starting_position=second.offset), [2, 3]),
+        ("sequence number exclusive", dict(starting_position=second.sequence_number), [2, 3]),
+        (
+            "sequence number inclusive",
+            dict(starting_position=second.sequence_number, starting_position_inclusive=True),
+            [1, 2, 3],
+        ),
+        (
+            "enqueued time",
+            dict(starting_position=third.enqueued_time - datetime.timedelta(milliseconds=5)),
+            [2, 3],
+        ),
+    ]
+    for what, position, expected in cases:
+        receiving = _Receiving(
+            _consumer(hub, _eventhub_connection_string(hub)), device.device_id, partition_id=partition, **position
+        )
+        try:
+            received = receiving.wait_for(len(expected), timeout=15)
+            time.sleep(0.5)  # nothing before the expected events comes late
+            with receiving.lock:
+                received = list(receiving.events)
+        finally:
+            receiving.close()
+        assert _bodies(received) == expected, what
+
+
+def test_track_last_enqueued_event_properties(hub, registry, clients):
+    device, _, events, partition = _sent_events(hub, registry, clients, "eh-metric", 3)
+    last = events[-1]
+    receiving = _Receiving(
+        _consumer(hub, _eventhub_connection_string(hub)),
+        device.device_id,
+        partition_id=partition,
+        starting_position="-1",
+        track_last_enqueued_event_properties=True,
+    )
+    try:
+        assert len(receiving.wait_for(3)) == 3
+    finally:
+        receiving.close()
+    assert len(receiving.last_enqueued) == 3
+    for properties in receiving.last_enqueued:
+        assert properties["sequence_number"] == last.sequence_number
+        assert properties["offset"] == last.offset
+        assert properties["enqueued_time"] == last.enqueued_time
+        retrieval = properties["retrieval_time"]
+        assert isinstance(retrieval, datetime.datetime)
+        assert abs((datetime.datetime.now(datetime.timezone.utc) - retrieval).total_seconds()) < 60
+
+
+def test_consumer_groups_from_the_cli(hub, registry, clients):
+    data_dir = ["--data-dir", str(hub.server.data_dir)]
+    hub.server.cli("hub", "consumer-group", "create", "--name", "py-readers", *data_dir)
+    listed = json.loads(hub.server.cli("hub", "consumer-group", "list", "--output", "json", *data_dir))
+    assert [group["name"] for group in listed] == ["$Default", "py-readers"]
+    device, _, events, partition = _sent_events(hub, registry, clients, "eh-cg", 1)
+
+    receiving = _Receiving(
+        _consumer(hub, _eventhub_connection_string(hub), consumer_group="PY-READERS"),
+        device.device_id,
+        partition_id=partition,
+        starting_position="-1",
+    )
+    try:
+        received = receiving.wait_for(1)
+    finally:
+        receiving.close()
+    assert [event.sequence_number for _, event in received] == [events[0].sequence_number]
+
+    errors = []
+    receiving = _Receiving(
+        _consumer(hub, _eventhub_connection_string(hub), consumer_group="no-such-group"),
+        device.device_id,
+        partition_id=partition,
+        starting_position="-1",
+        on_error=lambda _context, error: errors.append(error),
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not errors and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        receiving.close()
+    assert receiving.events == []
+    assert errors, "a receiver on an unknown consumer group is refused"
+    assert "could not be found" in str(errors[0]), repr(errors[0])
+
+    hub.server.cli("hub", "consumer-group", "delete", "--name", "py-readers", *data_dir)
+    listed = json.loads(hub.server.cli("hub", "consumer-group", "list", "--output", "json", *data_dir))
+    assert [group["name"] for group in listed] == ["$Default"]
+
+
+def test_uamqp_transport_partition_properties_and_receive(hub, registry, clients):
+    device = create_sas_device(registry, "eh-uamqp")
+    client = clients.device(device.connection_string)
+    connect(client)
+    _send(client, json.dumps({"n": "uamqp"}), 0)
+
+    consumer = _consumer(hub, _eventhub_connection_string(hub), uamqp_transport=True)
+    try:
+        ids = consumer.get_partition_ids()
+        assert ids == ["0", "1", "2", "3"]
+        properties = consumer.get_eventhub_properties()
+        assert properties["eventhub_name"] == "localhost"
+        partition = consumer.get_partition_properties("0")
+        assert partition["id"] == "0"
+        assert isinstance(partition["is_empty"], bool)
+    finally:
+        consumer.close()
+
+    receiving = _Receiving(
+        _consumer(hub, _eventhub_connection_string(hub), uamqp_transport=True),
+        device.device_id,
+        starting_position="-1",
+    )
+    try:
+        received = receiving.wait_for(1)
+    finally:
+        receiving.close()
+    assert [json.loads(event.body_as_str()) for _, event in received] == [{"n": "uamqp"}]
+
+
+# ---- The IoT Hub connection string sample of azure-eventhub (samples/async_samples/
+# iot_hub_connection_string_receive_async.py), with its code; the only change is the `auth` that
+# trusts the dev CA (the sample relies on certifi's bundle).
+
+
+def generate_sas_token(uri, policy, key, expiry=None):
+    if not expiry:
+        expiry = time.time() + 3600
+    encoded_uri = quote_plus(uri)
+    ttl = int(expiry)
+    sign_key = "%s\n%d" % (encoded_uri, ttl)
+    signature = b64encode(HMAC(b64decode(key), sign_key.encode("utf-8"), sha256).digest())
+    result = {"sr": uri, "sig": signature, "se": str(ttl)}
+    if policy:
+        result["skn"] = policy
+    return "SharedAccessSignature " + urlencode(result)
+
+
+def parse_iot_conn_str(iothub_conn_str):
+    hostname = shared_access_key_name = shared_access_key = ""
+    for element in iothub_conn_str.split(";"):
+        key, _, value = element.partition("=")
+        if key.lower() == "hostname":
+            hostname = value.rstrip("/")
+        elif key.lower() == "sharedaccesskeyname":
+            shared_access_key_name = value
+        elif key.lower() == "sharedaccesskey":
+            shared_access_key = value
+    if not all([hostname, shared_access_key_name, shared_access_key]):
+        raise ValueError("Invalid connection string")
+    return hostname, shared_access_key_name, shared_access_key
+
+
+def convert_iothub_to_eventhub_conn_str(iothub_conn_str, ca_path, seen):
+    from uamqp import ReceiveClient, Source
+    from uamqp.authentication import SASLPlain
+    from uamqp.errors import LinkRedirect
+
+    hostname, shared_access_key_name, shared_access_key = parse_iot_conn_str(iothub_conn_str)
+    iot_hub_name = hostname.split(".")[0]
+    operation = "/messages/events/ConsumerGroups/{}/Partitions/{}".format("$Default", 0)
+    username = "{}@sas.root.{}".format(shared_access_key_name, iot_hub_name)
+    sas_token = generate_sas_token(hostname, shared_access_key_name, shared_access_key)
+    uri = "amqps://{}:{}@{}{}".format(quote_plus(username), quote_plus(sas_token), hostname, operation)
+    source_uri = Source(uri)
+    receive_client = ReceiveClient(source_uri, auth=SASLPlain(hostname, username, sas_token, verify=ca_path))
+    try:
+        receive_client.receive_message_batch(max_batch_size=1)
+    except LinkRedirect as redirect:
+        seen["redirect"] = redirect
+        receive_client.close()
+        fully_qualified_name = redirect.hostname.decode("utf-8")
+        if redirect.address:
+            iot_hub_name = re.search(r":\d+\/.*/ConsumerGroups", str(redirect.address)).group(0).split("/")[1]
+        return "Endpoint=sb://{}/;SharedAccessKeyName={};SharedAccessKey={};EntityPath={}".format(
+            fully_qualified_name, shared_access_key_name, shared_access_key, iot_hub_name
+        )
+    finally:
+        receive_client.close()
+    raise AssertionError("the hub did not redirect the receiver")
+
+
+def test_the_iot_hub_connection_string_sample_is_redirected(hub, registry, clients):
+    device = create_sas_device(registry, "eh-redirect")
+    client = clients.device(device.connection_string)
+    connect(client)
+    _send(client, json.dumps({"n": "redirected"}), 0)
+
+    seen = {}
+    iothub = hub.connection_string("service")
+    converted = within(
+        30, convert_iothub_to_eventhub_conn_str, iothub, str(hub.server.ca_path), seen, what="the redirect"
+    )
+    redirect = seen["redirect"]
+    assert redirect.hostname == b"localhost"
+    assert redirect.address == b"amqps://localhost:5671/localhost/ConsumerGroups/$Default/Partitions/0"
+    key = parse_iot_conn_str(iothub)[2]
+    assert converted == f"Endpoint=sb://localhost/;SharedAccessKeyName=service;SharedAccessKey={key};EntityPath=localhost"
+
+    # The sample's consumer with the converted string as it is (port 5671 by default).
+    consumer = EventHubConsumerClient.from_connection_string(
+        converted, consumer_group="$Default", connection_verify=str(hub.server.ca_path), retry_total=0
+    )
+    receiving = _Receiving(consumer, device.device_id, starting_position="-1")
+    try:
+        received = receiving.wait_for(1)
+    finally:
+        receiving.close()
+    assert [json.loads(event.body_as_str()) for _, event in received] == [{"n": "redirected"}]

@@ -20,7 +20,8 @@
 //! - `message`: [`Message`] and its sections, [`MessageId`].
 //! - `frame`: protocol headers, the resumable [`FrameDecoder`] and the frame writers.
 //! - `error`: [`AmqpCodecError`] and its AMQP condition.
-//! - `fuzz`: [`fuzz_round_trip`], the fuzz invariant shared by `cargo fuzz` and the seed-replay test.
+//! - `fuzz`: [`fuzz_round_trip`] and [`fuzz_engine`], the fuzz invariants shared by `cargo fuzz` and
+//!   the seed-replay test.
 //! - `engine`: the sans-IO connection engine, server side: [`Engine`](engine::Engine) turns bytes and
 //!   timestamps into bytes to write and [`Event`](engine::Event)s (headers, SASL, open, sessions, links,
 //!   credit, deliveries, idle timeout).
@@ -32,6 +33,7 @@
 
 mod composite;
 pub mod definitions;
+#[cfg(feature = "door")]
 pub mod door;
 pub mod engine;
 mod error;
@@ -52,7 +54,7 @@ pub use frame::{
     MIN_MAX_FRAME_SIZE, ProtocolId, decode_protocol_header, encode_amqp_frame, encode_frame,
     encode_heartbeat, encode_sasl_frame, encode_transfer_frames,
 };
-pub use fuzz::fuzz_round_trip;
+pub use fuzz::{fuzz_engine, fuzz_round_trip};
 pub use message::{Annotations, ApplicationProperties, Body, Header, Message, MessageId, Properties};
 pub use performatives::{Attach, Begin, Close, Detach, Disposition, End, Flow, Open, Performative, Transfer};
 pub use sasl::{SaslChallenge, SaslCode, SaslFrame, SaslInit, SaslMechanisms, SaslOutcome, SaslResponse};

@@ -208,6 +208,30 @@ impl Default for Body {
     }
 }
 
+impl Body {
+    /// The body as bytes: the data sections joined (the IoT Hub SDKs send one), or an `amqp-value`
+    /// of binary, string or null; `None` for other values and sequences.
+    pub fn data_bytes(&self) -> Option<Bytes> {
+        match self {
+            Self::Data(sections) => match sections.as_slice() {
+                [] => Some(Bytes::new()),
+                [one] => Some(one.clone()),
+                many => {
+                    let mut joined = BytesMut::new();
+                    for section in many {
+                        joined.extend_from_slice(section);
+                    }
+                    Some(joined.freeze())
+                }
+            },
+            Self::Value(Value::Binary(bytes)) => Some(bytes.clone()),
+            Self::Value(Value::String(text)) => Some(Bytes::from(text.clone())),
+            Self::Value(Value::Null) => Some(Bytes::new()),
+            Self::Value(_) | Self::Sequence(_) => None,
+        }
+    }
+}
+
 /// An AMQP message: what a transfer (or several, with `more`) carries (§3.2).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Message {

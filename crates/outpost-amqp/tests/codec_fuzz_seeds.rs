@@ -1,4 +1,4 @@
-//! Replays the checked-in fuzz seeds (`fuzz/seeds/`) through [`fuzz_round_trip`] on stable, every run, so
+//! Replays the checked-in fuzz seeds (`fuzz/seeds/`) through [`fuzz_round_trip`] and [`fuzz_engine`] on stable, every run, so
 //! the fuzz invariant is tested even where `cargo fuzz` is not installed. Seed names say what the frame
 //! decoder must make of them: `valid_*` decodes to a frame, `malformed_*` is an error, `partial_*` waits
 //! for more.
@@ -9,7 +9,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use bytes::BytesMut;
-use outpost_amqp::{FrameDecoder, fuzz_round_trip};
+use outpost_amqp::{FrameDecoder, fuzz_engine, fuzz_round_trip};
 
 fn seeds() -> Vec<(String, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
@@ -39,6 +39,9 @@ fn every_seed_satisfies_the_fuzz_invariant() {
     );
     for (name, data) in &seeds {
         fuzz_round_trip(data);
+        // After the engine target's prelude (header, open, begin), and as a whole conversation.
+        fuzz_engine(data);
+        fuzz_engine(&[&b"AMQP\x00\x01\x00\x00"[..], data].concat());
         let mut buf = BytesMut::from(&data[..]);
         let result = FrameDecoder::default().decode(&mut buf);
         let kind = name.split('_').next().unwrap_or_default();

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use outpost_auth::{KeyEncoding, Rights, SasToken, SymmetricKey, resource_in_scope};
-use outpost_model::{Hub, PolicyName, Timestamp};
+use outpost_model::{Hub, PolicyName, SharedAccessPolicy, Timestamp};
 
 use crate::{AuthFailure, CoreError, Hubs};
 
@@ -62,6 +62,16 @@ impl Caller {
             hub,
             principal: Principal::Operator,
             rights: Rights::all(),
+        }
+    }
+
+    /// Returns the holder of `policy` of `hub`, for a front door that verified a token signed
+    /// with the policy's key itself (the AMQP door's CBS claims, wire reference §6).
+    pub fn policy_holder(hub: Arc<Hub>, policy: &SharedAccessPolicy) -> Self {
+        Self {
+            principal: Principal::Policy(policy.key_name.clone()),
+            rights: policy.rights,
+            hub,
         }
     }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use outpost_model::{DeviceId, HubName, ModuleId, Timestamp};
 use parking_lot::Mutex;
 use serde::Serialize;
+use tokio::sync::watch;
 
 use crate::access::{Caller, Permission};
 use crate::c2d::{
@@ -109,6 +110,9 @@ pub struct CloudToDevice {
     clock: Arc<dyn Clock>,
     settings: C2dSettings,
     feedback: Mutex<HashMap<HubName, VecDeque<FeedbackRecord>>>,
+    /// Bumped whenever feedback records become available, so that receivers (the AMQP feedback
+    /// link, §6) wake at once instead of polling.
+    feedback_added: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for CloudToDevice {
@@ -142,6 +146,7 @@ impl CloudToDevice {
             clock,
             settings,
             feedback: Mutex::new(HashMap::new()),
+            feedback_added: watch::Sender::new(0),
         }
     }
 
@@ -178,12 +183,14 @@ impl CloudToDevice {
                         "'{input}' is not a valid input name"
                     )));
                 }
-                self.registry.module(caller, device, module).await?;
+                // Sending needs ServiceConnect only (the `service` policy sends): the identity
+                // must exist, reading it is not asked of the caller.
+                self.registry.load_module(caller, device, module).await?;
                 message.to = format!("/devices/{device}/modules/{module}/inputs/{input}");
                 Some(module.clone())
             }
             None => {
-                self.registry.device(caller, device).await?;
+                self.registry.load_device(caller, device).await?;
                 message.to = format!("/devices/{device}/messages/devicebound");
                 None
             }
@@ -368,6 +375,33 @@ impl CloudToDevice {
         queue.drain(..count).collect()
     }
 
+    /// Puts records taken with [`take_feedback`](Self::take_feedback) back in front of the hub's
+    /// queue, in their order (a receiver abandoned them or went away before completing them), and
+    /// wakes the receivers. Records beyond the bound are dropped, the oldest first.
+    pub fn return_feedback(&self, hub: &HubName, records: Vec<FeedbackRecord>) {
+        if records.is_empty() {
+            return;
+        }
+        {
+            let mut feedback = self.feedback.lock();
+            let queue = feedback.entry(hub.clone()).or_default();
+            for record in records.into_iter().rev() {
+                queue.push_front(record);
+            }
+            while queue.len() > self.settings.max_feedback_records {
+                queue.pop_front();
+            }
+        }
+        self.feedback_added
+            .send_modify(|count| *count = count.wrapping_add(1));
+    }
+
+    /// Returns a receiver that changes whenever feedback records of any hub become available
+    /// (recorded or returned); then [`take_feedback`](Self::take_feedback) finds them.
+    pub fn watch_feedback(&self) -> watch::Receiver<u64> {
+        self.feedback_added.subscribe()
+    }
+
     fn record_identity_feedback(
         &self,
         identity: &DeviceIdentity,
@@ -409,6 +443,18 @@ impl CloudToDevice {
             queue.pop_front();
         }
         queue.push_back(record);
+        drop(feedback);
+        self.feedback_added
+            .send_modify(|count| *count = count.wrapping_add(1));
+    }
+}
+
+impl FeedbackRecord {
+    /// Encodes a batch of records as the JSON array a feedback message carries (§6, content type
+    /// `application/vnd.microsoft.iothub.feedback.json`).
+    pub fn batch_json(records: &[Self]) -> Vec<u8> {
+        // Plain strings and a unit enum: serialising cannot fail.
+        serde_json::to_vec(records).unwrap_or_default()
     }
 }
 

@@ -346,4 +346,22 @@ impl Registry {
             .await?;
         Ok(record.twin().reported.version)
     }
+
+    /// Merges a reported-properties patch as a device sends it (JSON text); returns the new
+    /// reported `$version`.
+    ///
+    /// # Errors
+    /// `ArgumentInvalid` when the patch is not a JSON object; as [`Registry::patch_reported`].
+    pub async fn patch_reported_json(
+        &self,
+        identity: &DeviceIdentity,
+        patch: &[u8],
+    ) -> Result<u64, CoreError> {
+        match serde_json::from_slice::<Value>(patch) {
+            Ok(Value::Object(patch)) => self.patch_reported(identity, &patch).await,
+            _ => Err(CoreError::InvalidArgument(
+                "the reported patch must be a JSON object".into(),
+            )),
+        }
+    }
 }

@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use outpost_model::{Hub, HubName};
+use outpost_model::{ConsumerGroup, ConsumerGroupName, Hub, HubName, Timestamp};
 use parking_lot::RwLock;
+use tokio::sync::watch;
 
 use crate::{CoreError, HubStore, StoreError};
 
@@ -15,6 +16,9 @@ pub struct Hubs {
     cache: RwLock<BTreeMap<HubName, Arc<Hub>>>,
     // Serialises admin writes so that name and host-name uniqueness checks cannot race.
     write_lock: tokio::sync::Mutex<()>,
+    // Bumped after every change: front doors holding a hub's resources (the Event Hubs endpoint's
+    // receivers of a consumer group) re-check them.
+    changes: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Hubs {
@@ -40,7 +44,19 @@ impl Hubs {
             store,
             cache: RwLock::new(cache),
             write_lock: tokio::sync::Mutex::new(()),
+            changes: watch::Sender::new(0),
         })
+    }
+
+    /// Returns a receiver that sees a new value after every change of any hub (created, updated,
+    /// deleted, consumer groups), to re-check what a connection holds.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes
+            .send_modify(|generation| *generation = generation.wrapping_add(1));
     }
 
     /// Returns every hub, ordered by name.
@@ -88,6 +104,7 @@ impl Hubs {
         }
         let hub = Arc::new(hub);
         self.cache.write().insert(hub.name.clone(), hub.clone());
+        self.changed();
         Ok(hub)
     }
 
@@ -97,13 +114,68 @@ impl Hubs {
     /// [`CoreError::HubNotFound`] when the hub does not exist.
     pub async fn update(&self, hub: Hub) -> Result<Arc<Hub>, CoreError> {
         let _guard = self.write_lock.lock().await;
+        self.store_update(hub).await
+    }
+
+    /// Writes an updated hub; the caller holds the write lock.
+    async fn store_update(&self, hub: Hub) -> Result<Arc<Hub>, CoreError> {
         match self.store.update_hub(&hub).await {
             Err(StoreError::NotFound) => return Err(CoreError::HubNotFound(hub.name.to_string())),
             other => other?,
         }
         let hub = Arc::new(hub);
         self.cache.write().insert(hub.name.clone(), hub.clone());
+        self.changed();
         Ok(hub)
+    }
+
+    /// Creates a consumer group of the hub's built-in endpoint (idempotent, like Azure's `PUT`):
+    /// returns the group and whether it was created now.
+    ///
+    /// # Errors
+    /// `IotHubNotFound`; `ArgumentInvalid` when the hub has
+    /// [`MAX_CONSUMER_GROUPS`](outpost_model::MAX_CONSUMER_GROUPS) groups already.
+    pub async fn create_consumer_group(
+        &self,
+        hub: &str,
+        name: ConsumerGroupName,
+    ) -> Result<(ConsumerGroup, bool), CoreError> {
+        // Held across read-modify-write: two creations at once must not lose one.
+        let _guard = self.write_lock.lock().await;
+        let mut updated = self.existing(hub)?.as_ref().clone();
+        let wanted = name.to_string();
+        let created = updated.add_consumer_group(name, Timestamp::now())?;
+        let updated = if created {
+            self.store_update(updated).await?
+        } else {
+            Arc::new(updated)
+        };
+        let group = updated
+            .consumer_group(&wanted)
+            .ok_or_else(|| CoreError::InvalidArgument(format!("no consumer group '{wanted}'")))?;
+        Ok((group, created))
+    }
+
+    /// Deletes a consumer group; the endpoint detaches its receivers (they watch
+    /// [`changes`](Self::changes)).
+    ///
+    /// # Errors
+    /// `IotHubNotFound`; `ArgumentInvalid` for `$Default` or a group the hub does not have.
+    pub async fn delete_consumer_group(&self, hub: &str, name: &str) -> Result<(), CoreError> {
+        let _guard = self.write_lock.lock().await;
+        let mut updated = self.existing(hub)?.as_ref().clone();
+        if !updated.remove_consumer_group(name)? {
+            return Err(CoreError::InvalidArgument(format!(
+                "hub '{hub}' has no consumer group '{name}'"
+            )));
+        }
+        self.store_update(updated).await?;
+        Ok(())
+    }
+
+    fn existing(&self, hub: &str) -> Result<Arc<Hub>, CoreError> {
+        self.by_name(hub)
+            .ok_or_else(|| CoreError::HubNotFound(hub.to_owned()))
     }
 
     /// Deletes a hub and everything in it.
@@ -120,6 +192,7 @@ impl Hubs {
             other => other?,
         }
         self.cache.write().remove(&hub.name);
+        self.changed();
         Ok(())
     }
 

@@ -47,7 +47,7 @@ pub use devices::{DeviceAuthMethod, DeviceCredential, DeviceIdentity, OutgoingMe
 pub use error::{AuthFailure, CoreError, StoreError};
 pub use hubs::Hubs;
 pub use methods::{MethodCall, MethodResult};
-pub use metrics::{HubGauges, Metrics};
+pub use metrics::{AmqpTraffic, HubGauges, Metrics};
 pub use outpost_model::{ErrorCode, HasErrorCode};
 pub use ports::{
     AppendedEvent, Clock, DeviceCounts, DeviceRecord, EventLog, Expected, HubStore, LogPosition,

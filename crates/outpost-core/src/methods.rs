@@ -91,27 +91,37 @@ impl Registry {
             module: module.cloned(),
         };
         let connect_deadline = tokio::time::Instant::now() + Duration::from_secs(connect_timeout);
-        let answer = loop {
+        loop {
             let (respond, answer) = oneshot::channel();
             let command = DeviceCommand::InvokeMethod(Box::new(MethodInvocation {
                 name: name.to_owned(),
                 payload: call.payload.clone(),
                 respond,
             }));
-            if self.presence.send(&key, command) {
-                break answer;
+            if !self.presence.send(&key, command) {
+                if tokio::time::Instant::now() >= connect_deadline {
+                    return Err(CoreError::DeviceNotOnline(device.clone()));
+                }
+                tokio::time::sleep(CONNECT_POLL).await;
+                continue;
             }
-            if tokio::time::Instant::now() >= connect_deadline {
-                return Err(CoreError::DeviceNotOnline(device.clone()));
+            match tokio::time::timeout(Duration::from_secs(response_timeout), answer).await {
+                Ok(Ok(MethodOutcome::Answered { status, payload })) => {
+                    return Ok(MethodResult { status, payload });
+                }
+                // Connected but not listening yet (an AMQP device attaches its method links after
+                // connecting, an MQTT device subscribes after CONNACK): within the connect
+                // timeout, the call waits for it like for a device that is not connected.
+                Ok(Ok(MethodOutcome::NotListening)) if tokio::time::Instant::now() < connect_deadline => {
+                    tokio::time::sleep(CONNECT_POLL).await;
+                }
+                Ok(Ok(MethodOutcome::NotListening)) => {
+                    return Err(CoreError::DeviceNotOnline(device.clone()));
+                }
+                // The connection closed before answering.
+                Ok(Err(_closed)) => return Err(CoreError::DeviceNotOnline(device.clone())),
+                Err(_elapsed) => return Err(CoreError::MethodTimeout(name.to_owned())),
             }
-            tokio::time::sleep(CONNECT_POLL).await;
-        };
-        match tokio::time::timeout(Duration::from_secs(response_timeout), answer).await {
-            Ok(Ok(MethodOutcome::Answered { status, payload })) => Ok(MethodResult { status, payload }),
-            Ok(Ok(MethodOutcome::NotListening)) => Err(CoreError::DeviceNotOnline(device.clone())),
-            // The connection closed before answering.
-            Ok(Err(_closed)) => Err(CoreError::DeviceNotOnline(device.clone())),
-            Err(_elapsed) => Err(CoreError::MethodTimeout(name.to_owned())),
         }
     }
 }

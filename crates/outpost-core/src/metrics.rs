@@ -45,6 +45,32 @@ pub struct Metrics {
     storage_latency: Mutex<BTreeMap<&'static str, Histogram>>,
     /// Per hub: accepted device-to-cloud messages and their body bytes.
     telemetry: Mutex<BTreeMap<HubName, (u64, u64)>>,
+    amqp: Mutex<AmqpCounters>,
+}
+
+/// The AMQP door's counters.
+#[derive(Debug, Default)]
+struct AmqpCounters {
+    connections_open: u64,
+    connections_total: u64,
+    /// Per link kind (`cbs`, `partition`, `device`…): links attached in all, and open now.
+    links: BTreeMap<&'static str, (u64, u64)>,
+    /// Per error condition: links refused or detached and connections closed by the hub.
+    errors: BTreeMap<String, u64>,
+    deliveries_received: u64,
+    deliveries_sent: u64,
+    credit_granted: u64,
+}
+
+/// What one AMQP connection did since it last reported (see [`Metrics::record_amqp_traffic`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AmqpTraffic {
+    /// Messages received from the peer.
+    pub deliveries_received: u64,
+    /// Messages sent to the peer.
+    pub deliveries_sent: u64,
+    /// Link credit the hub granted to the peer's senders.
+    pub credit_granted: u64,
 }
 
 /// Gauges of one hub, read when metrics are scraped.
@@ -79,6 +105,48 @@ impl Metrics {
         let entry = telemetry.entry(hub.clone()).or_default();
         entry.0 += messages;
         entry.1 += bytes;
+    }
+
+    /// An AMQP connection was accepted (`open`) or ended.
+    pub fn record_amqp_connection(&self, open: bool) {
+        let mut amqp = self.amqp.lock();
+        if open {
+            amqp.connections_open += 1;
+            amqp.connections_total += 1;
+        } else {
+            amqp.connections_open = amqp.connections_open.saturating_sub(1);
+        }
+    }
+
+    /// An AMQP link of `kind` was attached (`open`) or is gone.
+    pub fn record_amqp_link(&self, kind: &'static str, open: bool) {
+        let mut amqp = self.amqp.lock();
+        let (total, now) = amqp.links.entry(kind).or_default();
+        if open {
+            *total += 1;
+            *now += 1;
+        } else {
+            *now = now.saturating_sub(1);
+        }
+    }
+
+    /// The hub refused or detached an AMQP link, or closed a connection, with `condition`.
+    pub fn record_amqp_error(&self, condition: &str) {
+        let mut amqp = self.amqp.lock();
+        match amqp.errors.get_mut(condition) {
+            Some(count) => *count += 1,
+            None => {
+                amqp.errors.insert(condition.to_owned(), 1);
+            }
+        }
+    }
+
+    /// Adds what an AMQP connection sent, received and granted.
+    pub fn record_amqp_traffic(&self, traffic: AmqpTraffic) {
+        let mut amqp = self.amqp.lock();
+        amqp.deliveries_received += traffic.deliveries_received;
+        amqp.deliveries_sent += traffic.deliveries_sent;
+        amqp.credit_granted += traffic.credit_granted;
     }
 
     /// Renders every metric, plus the per-hub gauges given, in the Prometheus text format.
@@ -132,6 +200,7 @@ impl Metrics {
         for (hub, (_, bytes)) in &telemetry {
             let _ = writeln!(out, "outpost_telemetry_bytes_total{{hub=\"{hub}\"}} {bytes}");
         }
+        self.render_amqp(&mut out);
         out.push_str("# HELP outpost_storage_operation_seconds Latency of storage operations.\n");
         out.push_str("# TYPE outpost_storage_operation_seconds histogram\n");
         let name = "outpost_storage_operation_seconds";
@@ -155,6 +224,73 @@ impl Metrics {
             );
         }
         out
+    }
+
+    fn render_amqp(&self, out: &mut String) {
+        let amqp = self.amqp.lock();
+        let mut metric = |name: &str, kind: &str, help: &str, rows: &[(String, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (labels, value) in rows {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        metric(
+            "outpost_amqp_connections",
+            "gauge",
+            "Open AMQP connections.",
+            &[(String::new(), amqp.connections_open)],
+        );
+        metric(
+            "outpost_amqp_connections_total",
+            "counter",
+            "AMQP connections accepted.",
+            &[(String::new(), amqp.connections_total)],
+        );
+        let by_kind = |pick: fn(&(u64, u64)) -> u64| -> Vec<(String, u64)> {
+            amqp.links
+                .iter()
+                .map(|(kind, counts)| (format!("{{kind=\"{kind}\"}}"), pick(counts)))
+                .collect()
+        };
+        metric(
+            "outpost_amqp_links",
+            "gauge",
+            "Attached AMQP links, per kind.",
+            &by_kind(|counts| counts.1),
+        );
+        metric(
+            "outpost_amqp_links_total",
+            "counter",
+            "AMQP links attached, per kind.",
+            &by_kind(|counts| counts.0),
+        );
+        let errors: Vec<(String, u64)> = amqp
+            .errors
+            .iter()
+            .map(|(condition, count)| (format!("{{condition=\"{condition}\"}}"), *count))
+            .collect();
+        metric(
+            "outpost_amqp_errors_total",
+            "counter",
+            "AMQP links refused or detached and connections closed by the hub, per error condition.",
+            &errors,
+        );
+        metric(
+            "outpost_amqp_deliveries_total",
+            "counter",
+            "AMQP messages received from and sent to peers.",
+            &[
+                ("{direction=\"received\"}".to_owned(), amqp.deliveries_received),
+                ("{direction=\"sent\"}".to_owned(), amqp.deliveries_sent),
+            ],
+        );
+        metric(
+            "outpost_amqp_credit_granted_total",
+            "counter",
+            "Link credit the hub granted to AMQP senders.",
+            &[(String::new(), amqp.credit_granted)],
+        );
     }
 }
 
@@ -260,5 +396,69 @@ impl RegistryStore for TimedRegistryStore {
     async fn list_modules(&self, hub: &HubName, device: &DeviceId) -> Result<Vec<ModuleRecord>, StoreError> {
         self.timed("list_modules", self.inner.list_modules(hub, device))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(rendered: &str, series: &str) -> Option<u64> {
+        rendered
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn amqp_counters_render_as_prometheus_series() {
+        let metrics = Metrics::default();
+        metrics.record_amqp_connection(true);
+        metrics.record_amqp_connection(true);
+        metrics.record_amqp_connection(false);
+        metrics.record_amqp_link("partition", true);
+        metrics.record_amqp_link("partition", true);
+        metrics.record_amqp_link("partition", false);
+        metrics.record_amqp_error("amqp:not-found");
+        metrics.record_amqp_error("amqp:not-found");
+        metrics.record_amqp_traffic(AmqpTraffic {
+            deliveries_received: 3,
+            deliveries_sent: 5,
+            credit_granted: 100,
+        });
+        let rendered = metrics.render(&[]);
+        assert_eq!(value(&rendered, "outpost_amqp_connections"), Some(1));
+        assert_eq!(value(&rendered, "outpost_amqp_connections_total"), Some(2));
+        assert_eq!(
+            value(&rendered, r#"outpost_amqp_links{kind="partition"}"#),
+            Some(1)
+        );
+        assert_eq!(
+            value(&rendered, r#"outpost_amqp_links_total{kind="partition"}"#),
+            Some(2)
+        );
+        assert_eq!(
+            value(
+                &rendered,
+                r#"outpost_amqp_errors_total{condition="amqp:not-found"}"#
+            ),
+            Some(2)
+        );
+        assert_eq!(
+            value(
+                &rendered,
+                r#"outpost_amqp_deliveries_total{direction="received"}"#
+            ),
+            Some(3)
+        );
+        assert_eq!(
+            value(&rendered, r#"outpost_amqp_deliveries_total{direction="sent"}"#),
+            Some(5)
+        );
+        assert_eq!(value(&rendered, "outpost_amqp_credit_granted_total"), Some(100));
+        assert!(rendered.contains("# TYPE outpost_amqp_links gauge"));
+        // A gauge never goes below zero, whatever the order of events.
+        metrics.record_amqp_connection(false);
+        metrics.record_amqp_connection(false);
+        assert_eq!(value(&metrics.render(&[]), "outpost_amqp_connections"), Some(0));
     }
 }

@@ -54,6 +54,20 @@ pub enum MethodOutcome {
     NotListening,
 }
 
+impl MethodOutcome {
+    /// A device's answer as its transport carries it: `payload` is JSON text; empty means `null`,
+    /// and what is not JSON is kept as a string (wire contract §2.7, §3).
+    pub fn answered(status: i32, payload: &[u8]) -> Self {
+        let payload = if payload.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(payload)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(payload).into_owned()))
+        };
+        Self::Answered { status, payload }
+    }
+}
+
 /// Key of a connected identity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IdentityKey {
@@ -154,3 +168,21 @@ impl Presence {
 
 /// Shared handle to the presence table.
 pub type PresenceRef = Arc<Presence>;
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn device_answers_are_json_null_or_text() {
+        let answered = |payload: &[u8]| match MethodOutcome::answered(200, payload) {
+            MethodOutcome::Answered { status, payload } => (status, payload),
+            MethodOutcome::NotListening => (0, Value::Null),
+        };
+        assert_eq!(answered(br#"{"a":[1,"b"]}"#), (200, json!({"a": [1, "b"]})));
+        assert_eq!(answered(b""), (200, Value::Null));
+        assert_eq!(answered(b"not json"), (200, json!("not json")));
+    }
+}

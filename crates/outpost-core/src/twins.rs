@@ -221,3 +221,15 @@ pub fn module_twin_json(record: &ModuleRecord) -> Value {
     map.insert("properties".into(), twin.properties_json());
     out
 }
+
+/// The body of a failed twin request as devices get it: the Node SDK reads only `errorCode` (and
+/// `message`) from it, over MQTT and AMQP alike (wire contract §2.6, §3).
+pub fn device_twin_error(error: &CoreError, tracking_id: &str, now: outpost_model::Timestamp) -> Value {
+    use outpost_model::HasErrorCode;
+    json!({
+        "errorCode": error.code().numeric(),
+        "trackingId": tracking_id,
+        "message": error.to_string(),
+        "timestampUtc": now.to_string(),
+    })
+}

@@ -9,12 +9,14 @@
 //! * [`operator`]: hubs, connection strings, metrics, and forwarding to the service routes.
 //! * [`c2d`]: queue purge, operator send and feedback of cloud-to-device messages.
 //! * [`certificates`]: a hub's CA certificates for CA-signed devices.
+//! * [`consumer_groups`]: consumer groups of a hub's built-in Event Hubs-compatible endpoint.
 //! * [`events`]: partition state and long-polling reads of the event log (`monitor-events`).
 //! * [`request`]: extractors: authenticated caller, api-version, If-Match, JSON bodies.
 //! * [`error`]: [`ApiError`], the Azure error body.
 
 pub mod c2d;
 pub mod certificates;
+pub mod consumer_groups;
 pub mod error;
 pub mod events;
 pub mod operator;

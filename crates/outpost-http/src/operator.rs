@@ -1,5 +1,5 @@
 //! The operator API: its own listener (loopback by default), authenticated by the operator
-//! token kept in the data dir. It manages hubs, prints connection strings, serves `/metrics`,
+//! token kept in the data dir. It manages hubs (and their consumer groups), prints connection strings, serves `/metrics`,
 //! and forwards `/hubs/{hub}/service/…` to the service routes as the operator of that hub (the
 //! CLI's device and twin verbs use this).
 
@@ -82,6 +82,16 @@ pub fn routes(state: OperatorState) -> Router {
         .route(
             "/hubs/{hub}/certificates/{name}",
             axum::routing::put(crate::certificates::put).delete(crate::certificates::delete),
+        )
+        .route(
+            "/hubs/{hub}/eventHubEndpoints/events/consumerGroups",
+            get(crate::consumer_groups::list),
+        )
+        .route(
+            "/hubs/{hub}/eventHubEndpoints/events/consumerGroups/{name}",
+            get(crate::consumer_groups::get)
+                .put(crate::consumer_groups::put)
+                .delete(crate::consumer_groups::delete),
         )
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

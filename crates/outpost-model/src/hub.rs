@@ -3,7 +3,7 @@
 use outpost_auth::{Rights, SymmetricKey};
 use serde::{Deserialize, Serialize};
 
-use crate::{HubName, ModelError, PolicyName, Timestamp};
+use crate::{ConsumerGroupName, HubName, ModelError, PolicyName, Timestamp};
 
 /// One IoT hub served by this Outpost server. Every record belongs to exactly one hub.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,7 +22,24 @@ pub struct Hub {
     /// CA certificates that devices with `certificateAuthority` authentication chain to.
     #[serde(default)]
     pub certificates: Vec<HubCertificate>,
+    /// Consumer groups of the built-in endpoint besides `$Default`, which every hub has.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumer_groups: Vec<ConsumerGroup>,
 }
+
+/// A consumer group of the built-in Event Hubs-compatible endpoint (IoT Hub's
+/// `eventHubEndpoints/events/consumerGroups`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerGroup {
+    /// The name, as created.
+    pub name: ConsumerGroupName,
+    /// When it was created (`$Default`: with the hub).
+    pub created: Timestamp,
+}
+
+/// Most consumer groups a hub has, `$Default` included (Azure's standard tiers allow 20).
+pub const MAX_CONSUMER_GROUPS: usize = 20;
 
 /// A CA certificate registered on a hub (IoT Hub's "certificates"), kept as PEM.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,7 +75,64 @@ impl Hub {
             created: Timestamp::now(),
             policies: SharedAccessPolicy::standard_set(),
             certificates: Vec::new(),
+            consumer_groups: Vec::new(),
         })
+    }
+
+    /// Returns the consumer group named `name` (case-insensitive), `$Default` included.
+    pub fn consumer_group(&self, name: &str) -> Option<ConsumerGroup> {
+        self.consumer_groups()
+            .into_iter()
+            .find(|group| group.name.matches(name))
+    }
+
+    /// Returns every consumer group: `$Default` first, then the others in creation order.
+    pub fn consumer_groups(&self) -> Vec<ConsumerGroup> {
+        let default = ConsumerGroup {
+            name: ConsumerGroupName::default_group(),
+            created: self.created,
+        };
+        std::iter::once(default)
+            .chain(self.consumer_groups.iter().cloned())
+            .collect()
+    }
+
+    /// Adds a consumer group; returns `false` when one of that name exists already (it is kept).
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidField`] when the hub has [`MAX_CONSUMER_GROUPS`] already.
+    pub fn add_consumer_group(
+        &mut self,
+        name: ConsumerGroupName,
+        now: Timestamp,
+    ) -> Result<bool, ModelError> {
+        if self.consumer_group(name.as_str()).is_some() {
+            return Ok(false);
+        }
+        if self.consumer_groups.len() + 1 >= MAX_CONSUMER_GROUPS {
+            return Err(ModelError::InvalidField {
+                field: "consumerGroups",
+                reason: format!("a hub has at most {MAX_CONSUMER_GROUPS} consumer groups, $Default included"),
+            });
+        }
+        self.consumer_groups.push(ConsumerGroup { name, created: now });
+        Ok(true)
+    }
+
+    /// Removes a consumer group; returns `false` when there is none of that name.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidField`] for `$Default`, which every hub keeps.
+    pub fn remove_consumer_group(&mut self, name: &str) -> Result<bool, ModelError> {
+        if ConsumerGroupName::default_group().matches(name) {
+            return Err(ModelError::InvalidField {
+                field: "name",
+                reason: "the $Default consumer group cannot be deleted".into(),
+            });
+        }
+        let before = self.consumer_groups.len();
+        self.consumer_groups.retain(|group| !group.name.matches(name));
+        Ok(self.consumer_groups.len() != before)
     }
 
     /// Returns the policy named `name`, compared case-insensitively as Azure does.
@@ -179,6 +253,49 @@ mod tests {
         keys.dedup();
         assert_eq!(keys.len(), 10);
         assert!(hub.policy("IOTHUBOWNER").is_some());
+    }
+
+    #[test]
+    fn consumer_groups_default_add_remove_and_limit() {
+        let mut hub = Hub::new(HubName::new("h").unwrap(), "h", 2).unwrap();
+        let names = |hub: &Hub| -> Vec<String> {
+            hub.consumer_groups()
+                .iter()
+                .map(|group| group.name.to_string())
+                .collect()
+        };
+        assert_eq!(names(&hub), ["$Default"]);
+        assert!(hub.consumer_group("$default").is_some());
+        let now = Timestamp::now();
+        let readers = ConsumerGroupName::new("Readers").unwrap();
+        assert!(hub.add_consumer_group(readers, now).unwrap());
+        assert!(
+            !hub.add_consumer_group(ConsumerGroupName::new("readers").unwrap(), now)
+                .unwrap()
+        );
+        assert!(
+            !hub.add_consumer_group(ConsumerGroupName::default_group(), now)
+                .unwrap()
+        );
+        assert_eq!(names(&hub), ["$Default", "Readers"]);
+        for n in 2..MAX_CONSUMER_GROUPS {
+            hub.add_consumer_group(ConsumerGroupName::new(&format!("cg{n}")).unwrap(), now)
+                .unwrap();
+        }
+        assert_eq!(hub.consumer_groups().len(), MAX_CONSUMER_GROUPS);
+        assert!(
+            hub.add_consumer_group(ConsumerGroupName::new("more").unwrap(), now)
+                .is_err()
+        );
+        assert!(hub.remove_consumer_group("READERS").unwrap());
+        assert!(!hub.remove_consumer_group("readers").unwrap());
+        assert!(hub.remove_consumer_group("$Default").is_err());
+        // Stored hubs without the field (older data dirs) read as `$Default` only.
+        let mut json = serde_json::to_value(Hub::new(HubName::new("h").unwrap(), "h", 2).unwrap()).unwrap();
+        assert!(json.get("consumerGroups").is_none());
+        json["consumerGroups"] = serde_json::json!([{ "name": "a", "created": "2024-01-01T00:00:00Z" }]);
+        let read: Hub = serde_json::from_value(json).unwrap();
+        assert_eq!(names(&read), ["$Default", "a"]);
     }
 
     #[test]

@@ -101,6 +101,51 @@ id_newtype!(
     validate_policy_name
 );
 
+id_newtype!(
+    /// A consumer group of a hub's built-in Event Hubs-compatible endpoint: 1 to 50 ASCII letters,
+    /// digits and `. _ -` (Azure's rule), or the reserved `$Default`. Azure compares them
+    /// case-insensitively: use [`ConsumerGroupName::matches`].
+    ConsumerGroupName,
+    "consumer group name",
+    validate_consumer_group_name
+);
+
+/// The consumer group every hub has and that cannot be deleted.
+pub const DEFAULT_CONSUMER_GROUP: &str = "$Default";
+
+impl ConsumerGroupName {
+    /// Returns `$Default`.
+    pub fn default_group() -> Self {
+        Self(Arc::from(DEFAULT_CONSUMER_GROUP))
+    }
+
+    /// Returns whether `name` names this group (case-insensitive, as on Azure).
+    pub fn matches(&self, name: &str) -> bool {
+        self.0.eq_ignore_ascii_case(name)
+    }
+
+    /// Returns whether this is `$Default`.
+    pub fn is_default(&self) -> bool {
+        self.matches(DEFAULT_CONSUMER_GROUP)
+    }
+}
+
+fn validate_consumer_group_name(value: &str) -> Result<(), &'static str> {
+    if value.eq_ignore_ascii_case(DEFAULT_CONSUMER_GROUP) {
+        return Ok(());
+    }
+    if value.is_empty() || value.len() > 50 {
+        return Err("must be 1 to 50 characters");
+    }
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        return Err("only ASCII letters, digits and . _ - are allowed");
+    }
+    Ok(())
+}
+
 /// Longest device or module id Azure accepts.
 pub const MAX_IDENTITY_ID_LEN: usize = 128;
 
@@ -245,6 +290,19 @@ mod tests {
         for bad in ["", "-a", "a-", "Upper", "a.b", &"a".repeat(51)] {
             assert!(HubName::new(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn consumer_group_names_follow_azure() {
+        for good in ["$Default", "$default", "cg1", "a.b_c-D", &"x".repeat(50)] {
+            assert!(ConsumerGroupName::new(good).is_ok(), "{good}");
+        }
+        for bad in ["", "$other", "a b", "a/b", "é", &"x".repeat(51)] {
+            assert!(ConsumerGroupName::new(bad).is_err(), "{bad}");
+        }
+        let name = ConsumerGroupName::new("Readers").unwrap();
+        assert!(name.matches("readers") && !name.is_default());
+        assert!(ConsumerGroupName::new("$DEFAULT").unwrap().is_default());
     }
 
     #[test]

@@ -6,9 +6,10 @@
 //! of [`Device`] and [`Module`] are Azure IoT Hub's REST shapes (wire contract §5.3), so the
 //! front doors do not keep a second copy of them.
 //!
-//! * [`id`]: validated identifiers ([`HubName`], [`DeviceId`], [`ModuleId`], [`PolicyName`]).
+//! * [`id`]: validated identifiers ([`HubName`], [`DeviceId`], [`ModuleId`], [`PolicyName`],
+//!   [`ConsumerGroupName`]).
 //! * [`timestamp`]: [`Timestamp`], formatted the way Azure formats times.
-//! * [`hub`]: [`Hub`] and its [`SharedAccessPolicy`]s.
+//! * [`hub`]: [`Hub`], its [`SharedAccessPolicy`]s and [`ConsumerGroup`]s.
 //! * [`identity`]: [`Device`], [`Module`], their [`Authentication`] and statuses.
 //! * [`message`]: device-to-cloud [`Message`]s, their log encoding and partitioning.
 //! * [`twin`]: [`Twin`] documents, merge-patch and replace rules, `$metadata`, limits.
@@ -23,8 +24,8 @@ pub mod timestamp;
 pub mod twin;
 
 pub use error::{ErrorCode, HasErrorCode, ModelError};
-pub use hub::{Hub, HubCertificate, SharedAccessPolicy};
-pub use id::{DeviceId, Etag, HubName, ModuleId, PolicyName};
+pub use hub::{ConsumerGroup, Hub, HubCertificate, MAX_CONSUMER_GROUPS, SharedAccessPolicy};
+pub use id::{ConsumerGroupName, DEFAULT_CONSUMER_GROUP, DeviceId, Etag, HubName, ModuleId, PolicyName};
 pub use identity::{
     Authentication, AuthenticationType, Capabilities, ConnectionState, Device, DeviceStatus, Module,
     SymmetricKeyPair, X509Thumbprints, new_generation_id,

@@ -255,6 +255,7 @@ impl Server {
             engine: EngineConfig::default(),
             receivers: Default::default(),
             outpost: outpost.clone(),
+            redirect_port: amqp_addr.port(),
         });
         let amqp_limits = ConnectionLimits {
             max_connections: config.amqp.max_connections,

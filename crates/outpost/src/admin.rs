@@ -49,6 +49,11 @@ pub enum HubCommand {
         #[arg(long)]
         eventhub: bool,
     },
+    /// Manages the consumer groups of the built-in endpoint (mirrors `az iot hub consumer-group`).
+    ConsumerGroup {
+        #[command(subcommand)]
+        command: crate::consumer_groups::ConsumerGroupCommand,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -230,7 +235,7 @@ async fn hub_host_name(client: &OperatorClient, hub: &str) -> anyhow::Result<Str
         .context("the hub has no host name")
 }
 
-fn print(output: Output, value: &Value, human: impl FnOnce(&Value) -> String) {
+pub(crate) fn print(output: Output, value: &Value, human: impl FnOnce(&Value) -> String) {
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
         Output::Human => println!("{}", human(value)),
@@ -316,6 +321,9 @@ pub async fn hub(global: &GlobalArgs, command: HubCommand) -> anyhow::Result<()>
             print(global.output, &reply, |reply| {
                 field(reply, "connectionString").to_owned()
             });
+        }
+        HubCommand::ConsumerGroup { command } => {
+            crate::consumer_groups::consumer_group(&client, global, command).await?;
         }
     }
     Ok(())

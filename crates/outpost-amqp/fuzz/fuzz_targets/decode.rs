@@ -3,9 +3,9 @@
 //! itself. The logic is `outpost_amqp::fuzz_round_trip`, also replayed on the checked-in seeds by
 //! `tests/codec_fuzz_seeds.rs`.
 //!
-//! Run (needs cargo-fuzz and a nightly toolchain):
-//! `cd crates/outpost-amqp && cargo +nightly fuzz run decode fuzz/corpus/decode fuzz/seeds -- -max_total_time=60`
-//! (new inputs go to the first, git-ignored directory; `fuzz/seeds` is only read).
+//! Run: `bash scripts/fuzz` (both targets, bounded), or
+//! `cd crates/outpost-amqp/fuzz && cargo fuzz run decode --sanitizer none <corpus-dir> seeds`
+//! (new inputs go to the first directory; `seeds` is only read).
 
 #![no_main]
 

@@ -1,11 +1,12 @@
 //! One AMQP connection of the Event Hubs-compatible endpoint: the task that owns the stream, feeds
 //! the [`Engine`] and answers its events (SASL, CBS, `$management`, partition receivers).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use outpost_core::AmqpTraffic;
 use outpost_model::{Hub, HubName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -15,12 +16,13 @@ use super::DoorContext;
 use super::auth::{Claim, verify_token};
 use super::device::{DeviceAddress, DeviceFeed, DeviceLink};
 use super::epoch::DetachOrder;
-use super::eventhub::PartitionAddress;
+use super::eventhub::{PartitionAddress, RedirectAddress};
+use super::links::Links;
 use super::partition::PartitionFeed;
 use super::service::{ServiceFeed, ServiceLink, ServiceNode};
 use crate::definitions::{DeliveryState, Error, Role, SenderSettleMode, condition};
 use crate::engine::{
-    Delivery, DeliveryId, Engine, EngineError, Event, LinkAttached, LinkId, LinkReply, SessionId,
+    Delivery, DeliveryId, Engine, EngineError, EngineStats, Event, LinkAttached, LinkId, LinkReply, SessionId,
 };
 use crate::value::Value;
 
@@ -33,6 +35,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let (feed_tx, mut feed_rx) = mpsc::channel(256);
+    let metrics = context.outpost.metrics.clone();
+    metrics.record_amqp_connection(true);
     let (orders_tx, mut orders_rx) = mpsc::unbounded_channel();
     let mut connection = Connection {
         engine: Engine::new(context.engine.clone(), Instant::now()),
@@ -41,7 +45,8 @@ where
         orders_tx,
         hub: None,
         claims: Vec::new(),
-        links: HashMap::new(),
+        links: Links::new(metrics),
+        reported: EngineStats::default(),
         feed_tx,
     };
     let mut input = BytesMut::with_capacity(16 * 1024);
@@ -51,6 +56,7 @@ where
         while let Some(event) = connection.engine.poll_event() {
             connection.on_event(event).await;
         }
+        connection.report_traffic();
         if connection.engine.has_output() {
             connection.engine.take_output(&mut output);
             if stream.write_all(&output).await.is_err() || stream.flush().await.is_err() {
@@ -158,7 +164,9 @@ pub(super) struct Connection {
     /// The hub the connection is bound to (by host name or by its first token).
     pub(super) hub: Option<Arc<Hub>>,
     pub(super) claims: Vec<Claim>,
-    pub(super) links: HashMap<LinkId, LinkState>,
+    pub(super) links: Links,
+    /// The engine's counters as last added to the server's metrics.
+    reported: EngineStats,
     /// Where the connection's tasks send what its links need.
     pub(super) feed_tx: mpsc::Sender<Feed>,
 }
@@ -166,6 +174,8 @@ pub(super) struct Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.context.receivers.release_connection(self.id);
+        self.report_traffic();
+        self.context.outpost.metrics.record_amqp_connection(false);
     }
 }
 
@@ -183,6 +193,40 @@ pub(super) fn text(value: &Value) -> Option<&str> {
 }
 
 impl Connection {
+    /// Adds what the engine counted since the last report to the server's metrics.
+    fn report_traffic(&mut self) {
+        let now = self.engine.stats();
+        if now != self.reported {
+            self.context.outpost.metrics.record_amqp_traffic(AmqpTraffic {
+                deliveries_received: now.deliveries_received - self.reported.deliveries_received,
+                deliveries_sent: now.deliveries_sent - self.reported.deliveries_sent,
+                credit_granted: now.credit_granted - self.reported.credit_granted,
+            });
+            self.reported = now;
+        }
+    }
+
+    /// Whether a claim of the connection covers the service-side `resource` of `hub` at `now`.
+    pub(super) fn authorized(&self, hub: &HubName, resource: &str, now: u64) -> bool {
+        self.claims.iter().any(|claim| claim.covers(hub, resource, now))
+    }
+
+    /// Settles a delivery that arrived where the hub expects none: rejected.
+    pub(super) fn refuse_delivery(&mut self, delivery: &Delivery) {
+        if !delivery.settled {
+            let _ = self.engine.settle(
+                delivery.link,
+                delivery.delivery_id,
+                DeliveryState::Rejected { error: None },
+            );
+        }
+    }
+
+    /// Counts an error the hub sends (a refused or detached link, a closed connection).
+    pub(super) fn count_error(&self, condition: &str) {
+        self.context.outpost.metrics.record_amqp_error(condition);
+    }
+
     pub(super) fn bind_host(&mut self, host: Option<&str>) {
         if self.hub.is_none()
             && let Some(hub) = host.and_then(|host| self.context.hubs.by_host(host))
@@ -231,7 +275,15 @@ impl Connection {
             }
             Event::Opened(open) => self.bind_host(open.hostname.as_deref()),
             Event::LinkAttached(attached) => self.on_attach(*attached).await,
-            Event::LinkDetached { link, .. } => self.forget_link(link),
+            Event::LinkDetached {
+                link, error, by_peer, ..
+            } => {
+                // The engine detached it for a protocol violation.
+                if let Some(error) = error.filter(|_| !by_peer) {
+                    self.count_error(error.condition.as_str());
+                }
+                self.forget_link(link);
+            }
             Event::CreditAvailable { link, credit, drain } => self.on_credit(link, credit, drain),
             Event::Delivery(delivery) => self.on_delivery(delivery).await,
             Event::Settled {
@@ -243,6 +295,7 @@ impl Connection {
             Event::Closed { error, by_peer } => match error {
                 // A connection the hub closed for a protocol error: worth an operator's look.
                 Some(error) if !by_peer => {
+                    self.count_error(error.condition.as_str());
                     tracing::info!(condition = %error.condition, description = ?error.description, "amqp connection closed with an error");
                 }
                 error => tracing::debug!(?error, by_peer, "amqp connection closed"),
@@ -269,10 +322,12 @@ impl Connection {
         }
     }
 
-    /// A receiver with a higher epoch took the partition of one of our links.
+    /// Another part of the hub ordered one of our links detached with an error.
     fn on_order(&mut self, order: DetachOrder) {
         if self.links.contains_key(&order.link) {
-            tracing::debug!(link = %order.link, "amqp partition receiver stolen by a higher epoch");
+            // A higher epoch took the partition, the consumer group was deleted, or a redirect.
+            tracing::debug!(link = %order.link, condition = %order.error.condition, "amqp link detached by order");
+            self.count_error(order.error.condition.as_str());
             let _ = self.engine.detach_link(order.link, Some(order.error));
             self.forget_link(order.link);
         }
@@ -286,6 +341,7 @@ impl Connection {
     }
 
     pub(super) fn reject(&mut self, link: LinkId, condition: &str, description: impl Into<String>) {
+        self.count_error(condition);
         let _ = self.engine.reject_link(link, Error::new(condition, description));
     }
 
@@ -312,6 +368,14 @@ impl Connection {
             Role::Sender => target.as_deref(),
             Role::Receiver => source.as_deref(),
         };
+        // IoT Hub's `messages/events` names of the built-in endpoint: redirected to the Event Hubs
+        // addresses (wire reference §7.7). The link carries nothing until then.
+        if attached.role == Role::Receiver
+            && let Some(address) = source.as_deref().and_then(RedirectAddress::parse)
+        {
+            let state = state(LinkRole::Requests(Node::Management));
+            return self.attach_redirect(&attached, address, state);
+        }
         if let Some(node) = peer_address.and_then(ServiceNode::parse) {
             let state = state(LinkRole::Service(ServiceLink::default()));
             return self.attach_service(&attached, node, state).await;
@@ -388,6 +452,7 @@ impl Connection {
                 self.flush(link);
             }
             Feed::Failed(link) => {
+                self.count_error(condition::INTERNAL_ERROR);
                 let _ = self.engine.detach_link(
                     link,
                     Some(Error::new(
@@ -444,15 +509,7 @@ impl Connection {
             Some(LinkRole::Service(_)) => self.on_service_delivery(delivery).await,
             Some(LinkRole::Device(_)) => self.on_device_delivery(delivery).await,
             // Deliveries only arrive on links where the peer sends; settle any other anyway.
-            _ => {
-                if !delivery.settled {
-                    let _ = self.engine.settle(
-                        delivery.link,
-                        delivery.delivery_id,
-                        DeliveryState::Rejected { error: None },
-                    );
-                }
-            }
+            _ => self.refuse_delivery(&delivery),
         }
     }
 

@@ -1,17 +1,28 @@
-//! The Event Hubs view of a hub's event log (wire reference §7.3, §7.4): partition addresses,
-//! selector filters, stored events as AMQP messages, and `$management` READ answers.
+//! The Event Hubs view of a hub's event log (wire reference §7.3, §7.4, §7.7): partition
+//! addresses, selector filters, stored events as AMQP messages (with the receiver runtime metric),
+//! `$management` READ answers, and the redirect of IoT Hub `messages/events` addresses.
 
 use bytes::Bytes;
 use outpost_core::{LogPosition, PartitionInfo, StoredEvent};
 use outpost_model::Hub;
 
 use crate::composite::Fields;
+use crate::definitions::{Error, condition};
 use crate::message::{Body, Message, MessageId, Properties};
 use crate::value::{Symbol, Timestamp, Value};
 use outpost_auth::normalise_resource;
 
-/// The only consumer group of the built-in endpoint.
-pub(super) const DEFAULT_CONSUMER_GROUP: &str = "$Default";
+/// The desired capability of receivers that want the last enqueued event of their partition on
+/// every event (`trackLastEnqueuedEventProperties`, wire reference §7.4).
+pub(super) const RUNTIME_METRIC: &str = "com.microsoft:enable-receiver-runtime-metric";
+
+/// Azure's description of an attach to a consumer group (or event hub) that does not exist.
+pub(super) fn entity_not_found(host: &str, eventhub: &str, consumer_group: &str) -> String {
+    format!(
+        "The messaging entity 'sb://{host}/{eventhub}/consumergroups/{consumer_group}' could not be found. \
+         To know more visit https://aka.ms/sbResourceMgrExceptions."
+    )
+}
 
 /// A partition receiver's address, `[amqps://<host>/]<eventhub>/ConsumerGroups/<cg>/Partitions/<n>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,10 +204,64 @@ fn timestamp(time: outpost_model::Timestamp) -> Value {
     Value::Timestamp(Timestamp(time.unix_millis().unwrap_or_default()))
 }
 
+/// The partition's last enqueued event when an event is handed over, for receivers with the
+/// runtime metric (wire reference §7.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct RuntimeInfo {
+    /// `last_enqueued_sequence_number` (long).
+    pub(super) last_sequence_number: i64,
+    /// `last_enqueued_offset` (string).
+    pub(super) last_offset: String,
+    /// `last_enqueued_time_utc` (timestamp).
+    pub(super) last_enqueued: outpost_model::Timestamp,
+    /// `runtime_info_retrieval_time_utc` (timestamp).
+    pub(super) retrieved: outpost_model::Timestamp,
+}
+
+impl RuntimeInfo {
+    /// The partition's state at `retrieved`; an empty partition reads like its `$management`
+    /// answer (sequence number `begin - 1`, offset `-1`).
+    pub(super) fn new(info: &PartitionInfo, retrieved: outpost_model::Timestamp) -> Self {
+        match info.last {
+            Some(last) => Self {
+                last_sequence_number: i64::try_from(last.sequence_number).unwrap_or(i64::MAX),
+                last_offset: last.offset.to_string(),
+                last_enqueued: last.enqueued_time,
+                retrieved,
+            },
+            None => Self {
+                last_sequence_number: i64::try_from(info.begin_sequence_number).unwrap_or(i64::MAX) - 1,
+                last_offset: "-1".into(),
+                last_enqueued: outpost_model::Timestamp::from_unix_millis(0),
+                retrieved,
+            },
+        }
+    }
+
+    fn annotations(&self) -> Vec<(Value, Value)> {
+        vec![
+            (
+                symbol("last_enqueued_sequence_number"),
+                Value::Long(self.last_sequence_number),
+            ),
+            (
+                symbol("last_enqueued_offset"),
+                Value::String(self.last_offset.clone()),
+            ),
+            (symbol("last_enqueued_time_utc"), timestamp(self.last_enqueued)),
+            (
+                symbol("runtime_info_retrieval_time_utc"),
+                timestamp(self.retrieved),
+            ),
+        ]
+    }
+}
+
 /// Renders a stored event as the AMQP message the Event Hubs clients receive: the `x-opt-*` and
 /// `iothub-*` annotations, the device's properties and application properties, the body as one
-/// data section.
-pub(super) fn event_message(event: &StoredEvent) -> Bytes {
+/// data section; with `runtime`, the runtime metric as delivery annotations.
+pub(super) fn event_message(event: &StoredEvent, runtime: Option<&RuntimeInfo>) -> Bytes {
+    let delivery_annotations = runtime.map(RuntimeInfo::annotations);
     let position = event.position;
     let mut annotations = vec![
         (
@@ -208,6 +273,7 @@ pub(super) fn event_message(event: &StoredEvent) -> Bytes {
     ];
     let Ok(stored) = outpost_model::Message::decode(event.payload.clone()) else {
         let mut message = Message::with_data(event.payload.clone());
+        message.delivery_annotations = delivery_annotations;
         message.message_annotations = Some(annotations);
         return message.to_bytes();
     };
@@ -253,6 +319,7 @@ pub(super) fn event_message(event: &StoredEvent) -> Bytes {
         ..Properties::default()
     };
     let message = Message {
+        delivery_annotations,
         message_annotations: Some(annotations),
         properties: Some(properties),
         application_properties: (!stored.application_properties.is_empty()).then(|| {
@@ -266,6 +333,71 @@ pub(super) fn event_message(event: &StoredEvent) -> Bytes {
         ..Message::default()
     };
     message.to_bytes()
+}
+
+/// Where an IoT Hub-style receiver address points, `[amqps://<host>/]messages/events/$management`
+/// or `…/messages/events/ConsumerGroups/<cg>/Partitions/<n>` (the redirect trick of the official
+/// samples, wire reference §7.7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct RedirectAddress {
+    /// The host of an absolute address.
+    pub(super) host: Option<String>,
+    /// What follows `messages/events/`, as given (`$management`, `ConsumerGroups/…`).
+    pub(super) rest: String,
+}
+
+impl RedirectAddress {
+    /// Parses a source address; `None` when it is not an IoT Hub `messages/events` address.
+    pub(super) fn parse(address: &str) -> Option<Self> {
+        let absolute = address.contains("://");
+        let normalised = normalise_resource(address);
+        let path = normalised.trim_matches('/');
+        let (host, path) = if absolute {
+            let (host, path) = path.split_once('/')?;
+            (Some(host.to_owned()), path)
+        } else {
+            (None, path)
+        };
+        let (messages, path) = path.split_once('/')?;
+        let (events, rest) = path.split_once('/')?;
+        if !messages.eq_ignore_ascii_case("messages") || !events.eq_ignore_ascii_case("events") {
+            return None;
+        }
+        let management = rest.eq_ignore_ascii_case("$management");
+        let partition = PartitionAddress::parse(&format!("events/{rest}")).is_some();
+        (management || partition).then(|| Self {
+            host,
+            rest: rest.to_owned(),
+        })
+    }
+
+    /// The resource a token must cover to be redirected: the hub's `messages/events`.
+    pub(super) fn resource(host: &str) -> String {
+        format!("{host}/messages/events")
+    }
+
+    /// The `amqp:link:redirect` error pointing at the same node of the hub's Event Hubs-compatible
+    /// endpoint on this listener: `hostname`, `network-host`, `port` and `address`.
+    pub(super) fn redirect(&self, hub: &Hub, port: u16) -> Error {
+        let host = &hub.host_name;
+        let info = vec![
+            (Symbol::from("hostname"), Value::String(host.clone())),
+            (Symbol::from("network-host"), Value::String(host.clone())),
+            (Symbol::from("port"), Value::Int(i32::from(port))),
+            (
+                Symbol::from("address"),
+                Value::String(format!("amqps://{host}:{port}/{}/{}", hub.name, self.rest)),
+            ),
+        ];
+        Error {
+            condition: Symbol::from(condition::LINK_REDIRECT),
+            description: Some(format!(
+                "The Event Hubs-compatible endpoint of this hub is at amqps://{host}:{port}/{}",
+                hub.name
+            )),
+            info: Some(info),
+        }
+    }
 }
 
 fn entry(key: &str, value: Value) -> (Value, Value) {
@@ -297,26 +429,19 @@ pub(super) fn eventhub_properties(hub: &Hub) -> Value {
 /// The `com.microsoft:partition` READ answer (wire reference §7.3).
 pub(super) fn partition_properties(hub: &Hub, partition: u32, info: &PartitionInfo) -> Value {
     let long = |value: u64| Value::Long(i64::try_from(value).unwrap_or(i64::MAX));
-    let (last_sequence, last_offset, last_time) = match info.last {
-        Some(last) => (
-            long(last.sequence_number),
-            last.offset.to_string(),
-            timestamp(last.enqueued_time),
-        ),
-        None => (
-            Value::Long(i64::try_from(info.begin_sequence_number).unwrap_or(i64::MAX) - 1),
-            "-1".to_owned(),
-            Value::Timestamp(Timestamp(0)),
-        ),
-    };
+    // The same figures as the runtime metric (an empty partition: `begin - 1`, offset `-1`).
+    let last = RuntimeInfo::new(info, outpost_model::Timestamp::from_unix_millis(0));
     Value::Map(vec![
         entry("name", Value::String(hub.name.to_string())),
         entry("type", Value::String("com.microsoft:partition".into())),
         entry("partition", Value::String(partition.to_string())),
         entry("begin_sequence_number", long(info.begin_sequence_number)),
-        entry("last_enqueued_sequence_number", last_sequence),
-        entry("last_enqueued_offset", Value::String(last_offset)),
-        entry("last_enqueued_time_utc", last_time),
+        entry(
+            "last_enqueued_sequence_number",
+            Value::Long(last.last_sequence_number),
+        ),
+        entry("last_enqueued_offset", Value::String(last.last_offset)),
+        entry("last_enqueued_time_utc", timestamp(last.last_enqueued)),
         entry("is_partition_empty", Value::Bool(info.last.is_none())),
     ])
 }
@@ -339,6 +464,67 @@ mod tests {
         assert_eq!(absolute.consumer_group, "$default");
         assert!(PartitionAddress::parse("$cbs").is_none());
         assert!(PartitionAddress::parse("myhub/ConsumerGroups/$Default/Partitions/x").is_none());
+    }
+
+    #[test]
+    fn iot_hub_addresses_are_redirected_to_the_event_hub() {
+        let management =
+            RedirectAddress::parse("amqps://myhub.example.com/messages/events/$management").unwrap();
+        assert_eq!(management.host.as_deref(), Some("myhub.example.com"));
+        let relative = RedirectAddress::parse("messages/events/$management").unwrap();
+        assert_eq!(relative.host, None);
+        let partition = RedirectAddress::parse(
+            "amqps://localhost:5671/messages/events/ConsumerGroups/$Default/Partitions/0",
+        )
+        .unwrap();
+        assert_eq!(partition.rest, "ConsumerGroups/$Default/Partitions/0");
+        for other in [
+            "$management",
+            "myhub/$management",
+            "messages/events",
+            "messages/events/other",
+            "amqps://h/devices/d/messages/events",
+            "myhub/ConsumerGroups/$Default/Partitions/0",
+        ] {
+            assert!(RedirectAddress::parse(other).is_none(), "{other}");
+        }
+        let hub = Hub::new(
+            outpost_model::HubName::new("myhub").unwrap(),
+            "myhub.example.com",
+            2,
+        )
+        .unwrap();
+        let error = management.redirect(&hub, 15671);
+        assert_eq!(error.condition.as_str(), condition::LINK_REDIRECT);
+        let info = error.info.unwrap();
+        let field = |key| crate::composite::lookup(&info, key).cloned();
+        assert_eq!(field("hostname"), Some(Value::from("myhub.example.com")));
+        assert_eq!(field("network-host"), Some(Value::from("myhub.example.com")));
+        assert_eq!(field("port"), Some(Value::Int(15671)));
+        assert_eq!(
+            field("address"),
+            Some(Value::from("amqps://myhub.example.com:15671/myhub/$management"))
+        );
+    }
+
+    #[test]
+    fn runtime_info_reads_like_the_partition_properties() {
+        let empty = PartitionInfo {
+            begin_sequence_number: 5,
+            last: None,
+        };
+        let now = outpost_model::Timestamp::from_unix_millis(1_700_000_000_000);
+        let info = RuntimeInfo::new(&empty, now);
+        assert_eq!((info.last_sequence_number, info.last_offset.as_str()), (4, "-1"));
+        let annotations = info.annotations();
+        assert_eq!(annotations.len(), 4);
+        assert_eq!(
+            annotations[3],
+            (
+                symbol("runtime_info_retrieval_time_utc"),
+                Value::Timestamp(Timestamp(1_700_000_000_000))
+            )
+        );
     }
 
     #[test]

@@ -1,22 +1,25 @@
 //! Partition receivers of the Event Hubs-compatible endpoint (wire reference §7.4): the attach
-//! (address, authorization, start position, epoch) and the reader task that feeds a link from the
-//! event log as the receiver gives credit.
+//! (address, consumer group, authorization, start position, epoch, runtime metric) and the reader
+//! task that feeds a link from the event log as the receiver gives credit. The task also watches
+//! the hub: when the receiver's consumer group (or the hub) is deleted, the link is detached with
+//! `amqp:not-found`.
 
 use std::sync::Arc;
 
-use outpost_core::{EventLog, LogPosition};
+use outpost_core::{Clock, EventLog, Hubs, LogPosition};
 use outpost_model::HubName;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::AbortHandle;
 
 use super::connection::{Connection, Feed, LinkRole, LinkState, unix_now};
-use super::epoch::PartitionKey;
+use super::epoch::{DetachOrder, PartitionKey};
 use super::eventhub::{
-    DEFAULT_CONSUMER_GROUP, PartitionAddress, Skip, StartPosition, event_message, start_position,
+    PartitionAddress, RUNTIME_METRIC, RuntimeInfo, Skip, StartPosition, entity_not_found, event_message,
+    start_position,
 };
-use crate::definitions::condition;
+use crate::definitions::{Error, condition};
 use crate::engine::{LinkAttached, LinkId, LinkReply};
-use crate::value::Value;
+use crate::value::{Symbol, Value};
 
 /// Most events a partition receiver has in flight ahead of the peer's credit.
 const MAX_PREFETCH: u32 = 1000;
@@ -84,7 +87,13 @@ impl Connection {
     ) {
         let link = attached.link;
         self.bind_host(address.host.as_deref());
-        let Some(hub) = self.hub.clone() else {
+        let Some(bound) = self.hub.as_ref().map(|hub| hub.name.clone()) else {
+            return self.reject(link, condition::NOT_FOUND, "no hub serves this host");
+        };
+        // Subscribed before the hub is read: a consumer group deleted from now on detaches the link.
+        let changes = self.context.hubs.changes();
+        // The hub as it is now: consumer groups come and go while connections live.
+        let Some(hub) = self.context.hubs.by_name(bound.as_str()) else {
             return self.reject(link, condition::NOT_FOUND, "no hub serves this host");
         };
         if !address.eventhub.eq_ignore_ascii_case(hub.name.as_str()) {
@@ -94,14 +103,11 @@ impl Connection {
                 format!("the messaging entity '{}' was not found", address.eventhub),
             );
         }
-        if !address
-            .consumer_group
-            .eq_ignore_ascii_case(DEFAULT_CONSUMER_GROUP)
-        {
+        if hub.consumer_group(&address.consumer_group).is_none() {
             return self.reject(
                 link,
                 condition::NOT_FOUND,
-                format!("the consumer group '{}' was not found", address.consumer_group),
+                entity_not_found(&hub.host_name, hub.name.as_str(), &address.consumer_group),
             );
         }
         if address.partition >= hub.partition_count {
@@ -113,11 +119,7 @@ impl Connection {
         }
         let now = unix_now(&self.context);
         let resource = address.resource(&hub.host_name);
-        if !self
-            .claims
-            .iter()
-            .any(|claim| claim.covers(&hub.name, &resource, now))
-        {
+        if !self.authorized(&hub.name, &resource, now) {
             return self.reject(
                 link,
                 condition::UNAUTHORIZED_ACCESS,
@@ -160,9 +162,15 @@ impl Connection {
             let _ = self.engine.reject_link(link, error);
             return;
         }
+        let runtime_metric = attached
+            .desired_capabilities
+            .as_deref()
+            .is_some_and(|desired| desired.iter().any(|c| c.as_str() == RUNTIME_METRIC));
         let reply = LinkReply {
             initial_delivery_count: Some(0),
             properties: attached.properties.clone(),
+            // Offered back: the clients then read the delivery annotations (wire reference §7.4).
+            offered_capabilities: runtime_metric.then(|| vec![Symbol::from(RUNTIME_METRIC)]),
             ..LinkReply::default()
         };
         if self.engine.accept_link(link, reply).is_err() {
@@ -177,8 +185,23 @@ impl Connection {
             link,
             permits: permits.clone(),
             tx: self.feed_tx.clone(),
+            runtime_metric: runtime_metric.then(|| self.context.clock.clone()),
         };
-        let task = tokio::spawn(reader.run(from, skip, watch)).abort_handle();
+        let guard = GroupGuard {
+            hubs: self.context.hubs.clone(),
+            hub: hub.name.clone(),
+            host: hub.host_name.clone(),
+            consumer_group: address.consumer_group.clone(),
+            link,
+            orders: self.orders_tx.clone(),
+        };
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                () = reader.run(from, skip, watch) => {}
+                () = guard.run(changes) => {}
+            }
+        })
+        .abort_handle();
         state.role = LinkRole::Partition(PartitionFeed {
             key,
             permits,
@@ -186,6 +209,38 @@ impl Connection {
             task: Some(task),
         });
         self.links.insert(link, state);
+    }
+}
+
+/// Detaches a receiver whose consumer group (or hub) is deleted, through its connection's orders.
+struct GroupGuard {
+    hubs: Arc<Hubs>,
+    hub: HubName,
+    host: String,
+    consumer_group: String,
+    link: LinkId,
+    orders: mpsc::UnboundedSender<DetachOrder>,
+}
+
+impl GroupGuard {
+    async fn run(self, mut changes: watch::Receiver<u64>) {
+        while changes.changed().await.is_ok() {
+            let exists = self
+                .hubs
+                .by_name(self.hub.as_str())
+                .is_some_and(|hub| hub.consumer_group(&self.consumer_group).is_some());
+            if !exists {
+                tracing::debug!(hub = %self.hub, consumer_group = %self.consumer_group, "consumer group deleted: receiver detached");
+                let description = entity_not_found(&self.host, self.hub.as_str(), &self.consumer_group);
+                let _ = self.orders.send(DetachOrder {
+                    link: self.link,
+                    error: Error::new(condition::NOT_FOUND, description),
+                });
+                return;
+            }
+        }
+        // The hubs are gone (the server stops): the reader goes on until the connection ends.
+        std::future::pending::<()>().await;
     }
 }
 
@@ -198,6 +253,8 @@ struct Reader {
     link: LinkId,
     permits: Arc<Semaphore>,
     tx: mpsc::Sender<Feed>,
+    /// With the runtime metric: the clock that stamps its retrieval time.
+    runtime_metric: Option<Arc<dyn Clock>>,
 }
 
 impl Reader {
@@ -222,6 +279,17 @@ impl Reader {
                 }
                 continue;
             }
+            // One look at the partition's newest event per batch read (wire reference §7.4).
+            let runtime = match &self.runtime_metric {
+                Some(clock) => match self.log.partition_info(&self.hub, self.partition).await {
+                    Ok(info) => Some(RuntimeInfo::new(&info, clock.now())),
+                    Err(error) => {
+                        tracing::debug!(hub = %self.hub, %error, "amqp runtime metric unavailable");
+                        None
+                    }
+                },
+                None => None,
+            };
             for event in events {
                 from = LogPosition::SequenceNumber(event.position.sequence_number.saturating_add(1));
                 if skip.skips(&event) {
@@ -234,7 +302,7 @@ impl Reader {
                 permit.forget();
                 if self
                     .tx
-                    .send(Feed::Event(self.link, event_message(&event)))
+                    .send(Feed::Event(self.link, event_message(&event, runtime.as_ref())))
                     .await
                     .is_err()
                 {

@@ -1,17 +1,71 @@
 //! The request-response nodes of a connection (wire reference §7.2, §7.3): `put-token` on `$cbs`
-//! and `READ` on `$management`, answered on the node's reply link.
+//! and `READ` on `$management`, answered on the node's reply link; and the redirect of IoT Hub's
+//! `messages/events` receivers to them (§7.7).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use outpost_auth::normalise_resource;
+use outpost_core::{CoreError, DeviceCredential};
+use outpost_model::{DeviceId, Hub, ModuleId};
 
 use super::auth::{TokenError, verify_token};
-use super::connection::{Connection, LinkRole, Node, text, unix_now};
-use super::eventhub::{eventhub_properties, partition_properties};
-use crate::definitions::DeliveryState;
-use crate::engine::{Delivery, LinkId, SessionId};
+use super::connection::{Connection, LinkRole, LinkState, Node, text, unix_now};
+use super::epoch::DetachOrder;
+use super::eventhub::{RedirectAddress, eventhub_properties, partition_properties};
+use super::text::percent_decode;
+use crate::definitions::{DeliveryState, condition};
+use crate::engine::{Delivery, LinkAttached, LinkId, LinkReply, SessionId};
 use crate::message::{Body, Message, Properties};
 use crate::value::Value;
 
+/// How long a redirected link stays attached before its `amqp:link:redirect` detach. The official
+/// sample (`iothubConnectionString.js`) listens for the link's error only once `createReceiver`
+/// resolved on the attach: a detach in the same read would be dispatched before that.
+const REDIRECT_DELAY: Duration = Duration::from_millis(100);
+
 impl Connection {
+    /// A receiver on IoT Hub's `messages/events/$management` (or a partition under it), on a
+    /// connection whose token covers `<host>/messages/events` (SASL PLAIN
+    /// `<policy>@sas.root.<hub>`, or `put-token`): attached, then detached with
+    /// `amqp:link:redirect` naming the same node of the hub's Event Hubs-compatible endpoint
+    /// (wire reference §7.7).
+    pub(super) fn attach_redirect(
+        &mut self,
+        attached: &LinkAttached,
+        address: RedirectAddress,
+        state: LinkState,
+    ) {
+        let link = attached.link;
+        self.bind_host(address.host.as_deref());
+        let Some(hub) = self.hub.clone() else {
+            return self.reject(link, condition::NOT_FOUND, "no hub serves this host");
+        };
+        let now = unix_now(&self.context);
+        let resource = RedirectAddress::resource(&hub.host_name);
+        if !self.authorized(&hub.name, &resource, now) {
+            return self.reject(
+                link,
+                condition::UNAUTHORIZED_ACCESS,
+                "a token of a policy with ServiceConnect for messages/events is required",
+            );
+        }
+        let reply = LinkReply {
+            initial_delivery_count: Some(0),
+            ..LinkReply::default()
+        };
+        if self.engine.accept_link(link, reply).is_err() {
+            return;
+        }
+        self.links.insert(link, state);
+        let error = address.redirect(&hub, self.context.redirect_port);
+        let orders = self.orders_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(REDIRECT_DELAY).await;
+            let _ = orders.send(DetachOrder { link, error });
+        });
+    }
+
     /// A request on a `$cbs` or `$management` sender link: settled, answered on the reply link.
     pub(super) async fn on_request(&mut self, node: Node, delivery: Delivery) {
         let link = delivery.link;
@@ -29,7 +83,7 @@ impl Connection {
             return;
         };
         let (status, description, body) = match node {
-            Node::Cbs => self.put_token(&request),
+            Node::Cbs => self.put_token(&request).await,
             Node::Management => self.management(&request).await,
         };
         let properties = request.properties.as_ref();
@@ -75,7 +129,7 @@ impl Connection {
     }
 
     /// `put-token` on `$cbs` (wire reference §7.2).
-    fn put_token(&mut self, request: &Message) -> (i32, String, Value) {
+    async fn put_token(&mut self, request: &Message) -> (i32, String, Value) {
         let property = |key| request.application_property(key).and_then(text);
         if property("operation") != Some("put-token") {
             return (400, "unsupported operation".into(), Value::Null);
@@ -98,6 +152,14 @@ impl Connection {
         let now = unix_now(&self.context);
         match verify_token(&self.context.hubs, token, audience, bound.as_ref(), now) {
             Ok((hub, claim)) => {
+                // A token signed with the identity's own key: its keys are in the registry (wire
+                // reference §3). A bad one is refused here, as IoT Hub does, not only at attach.
+                if claim.policy.is_none()
+                    && let Err((status, description)) =
+                        self.verify_identity_token(&hub, &claim.scope, token).await
+                {
+                    return (status, description, Value::Null);
+                }
                 self.hub.get_or_insert(hub);
                 self.claims.retain(|old| old.expiry > now);
                 self.claims.push(claim);
@@ -111,6 +173,53 @@ impl Connection {
                     _ => 401,
                 };
                 (status, error.to_string(), Value::Null)
+            }
+        }
+    }
+
+    /// Verifies a device or module token (scope `<host>/devices/<d>[/modules/<m>]`) against the
+    /// identity's keys, as the MQTT door does at CONNECT; the status and description to answer
+    /// otherwise.
+    async fn verify_identity_token(
+        &self,
+        hub: &Arc<Hub>,
+        scope: &str,
+        token: &str,
+    ) -> Result<(), (i32, String)> {
+        let refused = || (401, "the token does not authenticate the identity".to_owned());
+        // A bad escape leaves an empty id, which no identity has.
+        let mut segments = scope
+            .split('/')
+            .skip(2)
+            .map(|segment| percent_decode(segment).unwrap_or_default());
+        let device = segments
+            .next()
+            .and_then(|id| DeviceId::new(&id).ok())
+            .ok_or_else(refused)?;
+        let module = match (segments.next(), segments.next()) {
+            (Some(keyword), Some(id)) if keyword.eq_ignore_ascii_case("modules") => {
+                Some(ModuleId::new(&id).map_err(|_| refused())?)
+            }
+            _ => None,
+        };
+        let registry = &self.context.outpost.registry;
+        match registry
+            .authenticate_device(
+                hub.clone(),
+                &device,
+                module.as_ref(),
+                DeviceCredential::Sas(token),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(CoreError::Unauthorized(reason)) => {
+                tracing::info!(%device, reason = reason.describe(), "amqp put-token refused");
+                Err(refused())
+            }
+            Err(error) => {
+                tracing::warn!(%device, %error, "amqp put-token: the identity cannot be checked");
+                Err((500, "the identity cannot be checked now".to_owned()))
             }
         }
     }
@@ -134,10 +243,7 @@ impl Connection {
                     false
                 }
             },
-            None => self
-                .claims
-                .iter()
-                .any(|claim| claim.covers(&hub.name, &resource, now)),
+            None => self.authorized(&hub.name, &resource, now),
         };
         if !authorized {
             return (401, "unauthorized".into(), Value::Null);

@@ -1,47 +1,317 @@
-//! Service links (wire reference §6): cloud-to-device send on `/messages/devicebound`, the
-//! feedback receiver `/messages/serviceBound/feedback` and the file-notification receiver
-//! `/messages/serviceBound/filenotifications`.
+//! Service links (wire reference §6): the cloud-to-device sender on `/messages/devicebound`, the
+//! feedback receiver on `/messages/serviceBound/feedback` and the file-notification receiver on
+//! `/messages/serviceBound/filenotifications`, relative (Node `azure-iothub`) or as a full
+//! `amqps://<host>/…` URI (Python uamqp), matched case-insensitively.
 //!
-//! TODO(#5): not served yet; every hook below refuses or ignores.
+//! Every link needs a claim (CBS `put-token` or SASL PLAIN) of a policy with `ServiceConnect` that
+//! covers `<host>/messages/…`; the service SDKs put one for the bare host name.
+//!
+//! | link | what the hub does |
+//! |---|---|
+//! | `/messages/devicebound` (the peer sends) | each message is queued for the device `properties.to` names, through [`CloudToDevice::send`] (the queue the MQTT door delivers from); settled `accepted` once the enqueue is durable, else `rejected` (`amqp:not-found`, `amqp:resource-limit-exceeded` for a full queue, `amqp:invalid-field`/`amqp:decode-error` for a malformed message); one credit back per message processed |
+//! | `/messages/serviceBound/feedback` (the peer receives) | the hub's feedback records, in batches (a JSON array), sent unsettled as credit allows and as soon as they are recorded; `accepted` completes a batch, `released`/`modified` puts it back for redelivery, `rejected` drops it (Azure dead-letters it) |
+//! | `/messages/serviceBound/filenotifications` (the peer receives) | attached, but nothing is sent: file upload is not served yet |
 
-use super::connection::{Connection, LinkState};
-use crate::definitions::{DeliveryState, condition};
-use crate::engine::{Delivery, DeliveryId, LinkAttached, LinkId};
+mod c2d_message;
 
-/// A service node a link may name.
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use outpost_auth::normalise_resource;
+use outpost_core::{C2dDestination, C2dMessage, Caller, CloudToDevice, CoreError, FeedbackRecord};
+use outpost_model::{Hub, HubName};
+use tokio::sync::{mpsc, watch};
+use tokio::task::AbortHandle;
+
+use super::connection::{Connection, Feed, LinkRole, LinkState, unix_now};
+use crate::definitions::{DeliveryState, Error, ReceiverSettleMode, Role, condition};
+use crate::engine::{Delivery, DeliveryId, EngineError, LinkAttached, LinkId, LinkReply};
+use crate::message::{Body, Message, MessageId, Properties};
+use c2d_message::c2d_message;
+
+/// Messages a cloud-to-device sender may have in flight: the credit the hub keeps granted.
+const C2D_CREDIT: u32 = 32;
+/// Most feedback records in one feedback message.
+const FEEDBACK_BATCH: usize = 100;
+/// The content type of feedback messages (wire reference §6).
+const FEEDBACK_CONTENT_TYPE: &str = "application/vnd.microsoft.iothub.feedback.json";
+/// Azure's condition for an argument the hub refuses (the Node SDK makes it an `ArgumentError`).
+const ARGUMENT_ERROR: &str = "com.microsoft:argument-error";
+
+/// What a service node is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ServiceNode {}
+pub(super) enum ServiceKind {
+    /// Cloud-to-device send.
+    DeviceBound,
+    /// Delivery feedback.
+    Feedback,
+    /// File-upload notifications.
+    FileNotifications,
+}
+
+impl ServiceKind {
+    const ALL: [Self; 3] = [Self::DeviceBound, Self::Feedback, Self::FileNotifications];
+
+    /// The node's path, as the resource a claim must cover (lower case: scopes compare
+    /// case-insensitively).
+    fn path(self) -> &'static str {
+        match self {
+            Self::DeviceBound => "/messages/devicebound",
+            Self::Feedback => "/messages/servicebound/feedback",
+            Self::FileNotifications => "/messages/servicebound/filenotifications",
+        }
+    }
+
+    /// The role the peer takes on a link to the node.
+    fn peer_role(self) -> Role {
+        match self {
+            Self::DeviceBound => Role::Sender,
+            Self::Feedback | Self::FileNotifications => Role::Receiver,
+        }
+    }
+}
+
+/// A service node a link names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ServiceNode {
+    kind: ServiceKind,
+    /// The host of a full URI (`amqps://<host>/messages/devicebound`, uamqp), without port.
+    host: Option<String>,
+}
 
 impl ServiceNode {
     /// The node `address` names (relative or as a full `amqps://<host>/…` URI), if a service node.
-    pub(super) fn parse(_address: &str) -> Option<Self> {
-        None
+    pub(super) fn parse(address: &str) -> Option<Self> {
+        let absolute = address.contains("://");
+        let normalised = normalise_resource(address);
+        let trimmed = normalised.trim_matches('/');
+        let (host, path) = if absolute {
+            let (host, path) = trimmed.split_once('/')?;
+            (Some(host.to_owned()), path)
+        } else {
+            (None, trimmed)
+        };
+        let kind = ServiceKind::ALL
+            .into_iter()
+            .find(|kind| kind.path().trim_start_matches('/').eq_ignore_ascii_case(path))?;
+        Some(Self { kind, host })
     }
 }
 
 /// The state of a service link.
 #[derive(Debug, Default)]
-pub(super) struct ServiceLink {}
+pub(super) enum ServiceLink {
+    /// Not answered yet.
+    #[default]
+    Attaching,
+    /// Cloud-to-device send.
+    DeviceBound(DeviceBoundLink),
+    /// Feedback receiver.
+    Feedback(FeedbackLink),
+    /// File-notification receiver: nothing to send until file upload is served.
+    FileNotifications,
+}
+
+/// A cloud-to-device sender: its messages go to a task that enqueues them one after another (in
+/// the order sent, as Azure keeps them).
+#[derive(Debug)]
+pub(super) struct DeviceBoundLink {
+    hub: Arc<Hub>,
+    jobs: mpsc::Sender<Enqueue>,
+    task: AbortHandle,
+}
+
+/// A feedback receiver.
+#[derive(Debug)]
+pub(super) struct FeedbackLink {
+    hub: HubName,
+    /// Batches sent and not yet settled, by delivery.
+    in_flight: HashMap<DeliveryId, Vec<FeedbackRecord>>,
+    /// Records taken but not sent yet (the session window was full), sent first.
+    held: Vec<FeedbackRecord>,
+    /// Records per message; halved when the receiver's max-message-size refuses a batch.
+    max_batch: usize,
+    /// Wakes the link when feedback is recorded.
+    task: AbortHandle,
+}
+
+/// A message of a cloud-to-device sender for its enqueue task.
+#[derive(Debug)]
+struct Enqueue {
+    delivery: DeliveryId,
+    settled: bool,
+    destination: C2dDestination,
+    message: C2dMessage,
+}
 
 /// What a service link's task hands to the connection.
 #[derive(Debug)]
-pub(super) enum ServiceFeed {}
+pub(super) enum ServiceFeed {
+    /// A cloud-to-device message was enqueued (accepted) or refused.
+    Queued {
+        link: LinkId,
+        delivery: DeliveryId,
+        settled: bool,
+        outcome: DeliveryState,
+    },
+    /// Feedback records may be waiting for a feedback link.
+    FeedbackAvailable(LinkId),
+}
 
 impl Connection {
     pub(super) async fn attach_service(
         &mut self,
         attached: &LinkAttached,
         node: ServiceNode,
-        _state: LinkState,
+        mut state: LinkState,
     ) {
-        let _ = node;
-        self.reject(attached.link, condition::NOT_FOUND, "no such node");
+        let link = attached.link;
+        let kind = node.kind;
+        if attached.role != kind.peer_role() {
+            let verb = if kind == ServiceKind::DeviceBound {
+                "sent to"
+            } else {
+                "received from"
+            };
+            return self.reject(
+                link,
+                condition::NOT_ALLOWED,
+                format!("{} can only be {verb}", kind.path()),
+            );
+        }
+        self.bind_host(node.host.as_deref());
+        let Some(hub) = self.hub.clone() else {
+            return self.reject(link, condition::NOT_FOUND, "no hub serves this host");
+        };
+        if let Some(other) = node
+            .host
+            .as_deref()
+            .and_then(|host| self.context.hubs.by_host(host))
+            && other.name != hub.name
+        {
+            return self.reject(link, condition::NOT_FOUND, "the address names another hub");
+        }
+        let Some(caller) = self.service_caller(&hub, kind) else {
+            return self.reject(
+                link,
+                condition::UNAUTHORIZED_ACCESS,
+                "put a token of a policy with ServiceConnect first",
+            );
+        };
+        let reply = LinkReply {
+            initial_delivery_count: Some(0),
+            // The receiver picks its settle mode (AMQP 1.0 §2.7.3). uamqp asks for `second` on
+            // its C2D sender (wire reference §6) but completes a send only on a *settled*
+            // disposition (azure-uamqp-c link.c ignores unsettled ones), so a mode-second
+            // outcome would leave `send_c2d_message` waiting forever: the hub settles at once.
+            rcv_settle_mode: (kind == ServiceKind::DeviceBound).then_some(ReceiverSettleMode::First),
+            ..LinkReply::default()
+        };
+        if self.engine.accept_link(link, reply).is_err() {
+            return;
+        }
+        let c2d = self.context.outpost.c2d.clone();
+        let feed = self.feed_tx.clone();
+        let service = match kind {
+            ServiceKind::DeviceBound => {
+                let (jobs, queued) = mpsc::channel(C2D_CREDIT as usize);
+                let task = tokio::spawn(enqueue(c2d, caller, link, queued, feed)).abort_handle();
+                ServiceLink::DeviceBound(DeviceBoundLink { hub, jobs, task })
+            }
+            ServiceKind::Feedback => {
+                let task = tokio::spawn(wake_on_feedback(c2d.watch_feedback(), link, feed)).abort_handle();
+                ServiceLink::Feedback(FeedbackLink {
+                    hub: hub.name.clone(),
+                    in_flight: HashMap::new(),
+                    held: Vec::new(),
+                    max_batch: FEEDBACK_BATCH,
+                    task,
+                })
+            }
+            // File upload is not served yet (no storage endpoint, no `files/notifications`), so
+            // no notification is ever recorded: the link stays idle until that issue adds them.
+            ServiceKind::FileNotifications => ServiceLink::FileNotifications,
+        };
+        state.role = LinkRole::Service(service);
+        self.links.insert(link, state);
+        if kind == ServiceKind::DeviceBound {
+            let _ = self.engine.grant_credit(link, C2D_CREDIT);
+        }
     }
 
+    /// The caller a claim of the connection makes of it for `<host>/messages/…` of the node now:
+    /// the holder of the policy that signed the claim's token.
+    fn service_caller(&self, hub: &Arc<Hub>, kind: ServiceKind) -> Option<Caller> {
+        let now = unix_now(&self.context);
+        let resource = format!("{}{}", hub.host_name, kind.path());
+        self.claims
+            .iter()
+            .filter(|claim| claim.covers(&hub.name, &resource, now))
+            .find_map(|claim| hub.policy(claim.policy.as_ref()?.as_str()))
+            .map(|policy| Caller::policy_holder(hub.clone(), policy))
+    }
+
+    /// A cloud-to-device message: checked and mapped here, enqueued by the link's task, settled
+    /// when the task reports.
     pub(super) async fn on_service_delivery(&mut self, delivery: Delivery) {
-        let _ = delivery;
+        let link = delivery.link;
+        let id = delivery.delivery_id;
+        let settled = delivery.settled;
+        let (hub, jobs) = match self.links.get(&link).map(|state| &state.role) {
+            Some(LinkRole::Service(ServiceLink::DeviceBound(sender))) => {
+                (sender.hub.clone(), sender.jobs.clone())
+            }
+            // The peer receives on the other service links: the engine never reports deliveries there.
+            _ => {
+                let error = Error::new(condition::NOT_ALLOWED, "this link does not take messages");
+                return self.finish_delivery(link, id, settled, rejected(error));
+            }
+        };
+        // Tokens expire while a link stays attached (wire reference §1.1: one hour by default).
+        if self.service_caller(&hub, ServiceKind::DeviceBound).is_none() {
+            let error = Error::new(condition::UNAUTHORIZED_ACCESS, "the token expired: put a new one");
+            return self.finish_delivery(link, id, settled, rejected(error));
+        }
+        let mapped = if delivery.message_format == 0 {
+            Message::decode(delivery.message)
+                .map_err(|error| Error::new(condition::DECODE_ERROR, error.to_string()))
+                .and_then(|message| c2d_message(message).map_err(|error| error.to_amqp()))
+        } else {
+            Err(Error::new(condition::DECODE_ERROR, "unknown message format"))
+        };
+        match mapped {
+            Ok((destination, message)) => {
+                let job = Enqueue {
+                    delivery: id,
+                    settled,
+                    destination,
+                    message,
+                };
+                // The credit the hub grants bounds the jobs in flight to the channel's capacity.
+                if jobs.try_send(job).is_err() {
+                    let error = Error::new(condition::RESOURCE_LIMIT_EXCEEDED, "too many messages in flight");
+                    self.finish_delivery(link, id, settled, rejected(error));
+                }
+            }
+            Err(error) => {
+                tracing::debug!(condition = %error.condition, description = ?error.description, "amqp cloud-to-device message refused");
+                self.finish_delivery(link, id, settled, rejected(error));
+            }
+        }
     }
 
+    /// Settles a cloud-to-device message (unless the peer sent it settled) and gives its credit
+    /// back.
+    fn finish_delivery(&mut self, link: LinkId, delivery: DeliveryId, settled: bool, outcome: DeliveryState) {
+        if !settled {
+            let _ = self.engine.settle(link, delivery, outcome);
+        }
+        let _ = self.engine.grant_credit(link, 1);
+    }
+
+    /// The receiver settled a feedback batch.
     pub(super) async fn on_service_settled(
         &mut self,
         link: LinkId,
@@ -49,18 +319,323 @@ impl Connection {
         state: Option<DeliveryState>,
         settled: bool,
     ) {
-        let _ = (link, delivery, state, settled);
+        let terminal = matches!(
+            state,
+            Some(
+                DeliveryState::Accepted
+                    | DeliveryState::Rejected { .. }
+                    | DeliveryState::Released
+                    | DeliveryState::Modified { .. }
+            )
+        );
+        if !settled && !terminal {
+            return;
+        }
+        let Some(LinkState {
+            role: LinkRole::Service(ServiceLink::Feedback(feedback)),
+            ..
+        }) = self.links.get_mut(&link)
+        else {
+            return;
+        };
+        let Some(records) = feedback.in_flight.remove(&delivery) else {
+            return;
+        };
+        match state {
+            Some(DeliveryState::Accepted) => {}
+            // Azure dead-letters a rejected feedback message: it is not delivered again.
+            Some(DeliveryState::Rejected { .. }) => {
+                tracing::info!(
+                    records = records.len(),
+                    "amqp feedback batch rejected by the receiver: dropped"
+                );
+            }
+            // Released, modified, or settled without an outcome: delivered again later.
+            _ => {
+                let hub = feedback.hub.clone();
+                self.context.outpost.c2d.return_feedback(&hub, records);
+            }
+        }
     }
 
     pub(super) fn on_service_credit(&mut self, link: LinkId) {
-        let _ = link;
+        self.send_feedback(link);
     }
 
     pub(super) fn on_service_feed(&mut self, feed: ServiceFeed) {
-        match feed {}
+        match feed {
+            ServiceFeed::Queued {
+                link,
+                delivery,
+                settled,
+                outcome,
+            } => {
+                if self.links.contains_key(&link) {
+                    self.finish_delivery(link, delivery, settled, outcome);
+                }
+            }
+            ServiceFeed::FeedbackAvailable(link) => self.send_feedback(link),
+        }
+    }
+
+    /// Sends feedback batches on a feedback link while it has credit and records wait.
+    fn send_feedback(&mut self, link: LinkId) {
+        let c2d = self.context.outpost.c2d.clone();
+        while self.engine.link_credit(link).unwrap_or(0) > 0 {
+            let Some(state) = self.links.get_mut(&link) else {
+                return;
+            };
+            let settled = state.settled;
+            let LinkRole::Service(ServiceLink::Feedback(feedback)) = &mut state.role else {
+                return;
+            };
+            let batch: Vec<FeedbackRecord> = if feedback.held.is_empty() {
+                c2d.take_feedback(&feedback.hub, feedback.max_batch)
+            } else {
+                let count = feedback.held.len().min(feedback.max_batch);
+                feedback.held.drain(..count).collect()
+            };
+            if batch.is_empty() {
+                return;
+            }
+            let message = feedback_message(&batch);
+            match self.engine.send(link, &message, settled) {
+                // A receiver that asked for settled transfers has them once sent.
+                Ok(delivery) => {
+                    if !settled {
+                        feedback.in_flight.insert(delivery, batch);
+                    }
+                }
+                Err(EngineError::MessageTooLarge { .. }) if batch.len() > 1 => {
+                    feedback.max_batch = (batch.len() / 2).max(1);
+                    feedback.held.splice(0..0, batch);
+                }
+                Err(EngineError::MessageTooLarge { size, max }) => {
+                    tracing::warn!(
+                        size,
+                        max,
+                        "amqp feedback record larger than the receiver accepts: dropped"
+                    );
+                }
+                Err(error) => {
+                    if !matches!(error, EngineError::NoCredit | EngineError::SessionWindowFull) {
+                        tracing::debug!(%error, "amqp feedback send failed");
+                    }
+                    feedback.held.splice(0..0, batch);
+                    return;
+                }
+            }
+        }
     }
 
     pub(super) fn forget_service_link(&mut self, link: LinkId, service: ServiceLink) {
-        let _ = (link, service);
+        let _ = link;
+        match service {
+            // A message in flight may still be enqueued; the sender saw no outcome for it and
+            // sends it again (at-least-once, like Azure).
+            ServiceLink::DeviceBound(sender) => sender.task.abort(),
+            ServiceLink::Feedback(feedback) => {
+                feedback.task.abort();
+                // Batches the receiver did not complete go back, in order, for the next receiver.
+                let mut batches: Vec<_> = feedback.in_flight.into_iter().collect();
+                batches.sort_by_key(|(delivery, _)| delivery.0);
+                let mut records: Vec<FeedbackRecord> =
+                    batches.into_iter().flat_map(|(_, batch)| batch).collect();
+                records.extend(feedback.held);
+                self.context.outpost.c2d.return_feedback(&feedback.hub, records);
+            }
+            ServiceLink::Attaching | ServiceLink::FileNotifications => {}
+        }
+    }
+}
+
+fn rejected(error: Error) -> DeliveryState {
+    DeliveryState::Rejected { error: Some(error) }
+}
+
+/// The enqueue task of a cloud-to-device sender: one message after another, each reported to the
+/// connection once durable (or refused).
+async fn enqueue(
+    c2d: Arc<CloudToDevice>,
+    caller: Caller,
+    link: LinkId,
+    mut jobs: mpsc::Receiver<Enqueue>,
+    feed: mpsc::Sender<Feed>,
+) {
+    while let Some(job) = jobs.recv().await {
+        let outcome = match c2d.send(&caller, &job.destination, job.message).await {
+            Ok(()) => DeliveryState::Accepted,
+            Err(error) => {
+                tracing::debug!(%error, device = %job.destination.device, "amqp cloud-to-device message not queued");
+                rejected(enqueue_error(&error))
+            }
+        };
+        let queued = ServiceFeed::Queued {
+            link,
+            delivery: job.delivery,
+            settled: job.settled,
+            outcome,
+        };
+        if feed.send(Feed::Service(queued)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The condition a refused enqueue is rejected with: what the SDKs map to their errors (Node:
+/// `amqp:not-found` → `DeviceNotFoundError`, `amqp:resource-limit-exceeded` →
+/// `DeviceMaximumQueueDepthExceededError`).
+fn enqueue_error(error: &CoreError) -> Error {
+    let condition = match error {
+        CoreError::DeviceNotFound(_) | CoreError::ModuleNotFound { .. } | CoreError::HubNotFound(_) => {
+            condition::NOT_FOUND
+        }
+        CoreError::QueueFull(_) => condition::RESOURCE_LIMIT_EXCEEDED,
+        CoreError::InvalidArgument(_) | CoreError::Model(_) => ARGUMENT_ERROR,
+        CoreError::MessageTooLarge(_) => condition::MESSAGE_SIZE_EXCEEDED,
+        CoreError::Unauthorized(_) => condition::UNAUTHORIZED_ACCESS,
+        other => {
+            tracing::warn!(error = %other, "amqp cloud-to-device enqueue failed");
+            condition::INTERNAL_ERROR
+        }
+    };
+    Error::new(condition, error.to_string())
+}
+
+/// Wakes a feedback link whenever feedback is recorded. Records recorded before the attach are
+/// found when the receiver first gives credit.
+async fn wake_on_feedback(mut recorded: watch::Receiver<u64>, link: LinkId, feed: mpsc::Sender<Feed>) {
+    while recorded.changed().await.is_ok() {
+        if feed
+            .send(Feed::Service(ServiceFeed::FeedbackAvailable(link)))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// A feedback message: the batch as a JSON array in a data section (wire reference §6).
+fn feedback_message(records: &[FeedbackRecord]) -> Bytes {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let number = NEXT.fetch_add(1, Ordering::Relaxed);
+    Message {
+        properties: Some(Properties {
+            message_id: Some(MessageId::String(format!(
+                "feedback-{}-{number}",
+                std::process::id()
+            ))),
+            to: Some(ServiceKind::Feedback.path().to_owned()),
+            content_type: Some(FEEDBACK_CONTENT_TYPE.into()),
+            content_encoding: Some("utf-8".into()),
+            ..Properties::default()
+        }),
+        body: Body::Data(vec![Bytes::from(FeedbackRecord::batch_json(records))]),
+        ..Message::default()
+    }
+    .to_bytes()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "test code")]
+mod tests {
+    use super::*;
+    use outpost_core::FeedbackStatus;
+
+    fn kind(address: &str) -> Option<ServiceKind> {
+        ServiceNode::parse(address).map(|node| node.kind)
+    }
+
+    #[test]
+    fn node_and_python_addresses() {
+        assert_eq!(kind("/messages/devicebound"), Some(ServiceKind::DeviceBound));
+        assert_eq!(
+            ServiceNode::parse("amqps://localhost/messages/devicebound"),
+            Some(ServiceNode {
+                kind: ServiceKind::DeviceBound,
+                host: Some("localhost".into())
+            })
+        );
+        assert_eq!(
+            ServiceNode::parse("amqps://Hub.Example:5671/messages/serviceBound/feedback/")
+                .unwrap()
+                .host
+                .as_deref(),
+            Some("Hub.Example")
+        );
+        assert_eq!(
+            kind("/messages/serviceBound/feedback"),
+            Some(ServiceKind::Feedback)
+        );
+        assert_eq!(
+            kind("/MESSAGES/SERVICEBOUND/FEEDBACK"),
+            Some(ServiceKind::Feedback)
+        );
+        assert_eq!(
+            kind("/messages/serviceBound/filenotifications"),
+            Some(ServiceKind::FileNotifications)
+        );
+        assert_eq!(kind("messages/devicebound"), Some(ServiceKind::DeviceBound));
+    }
+
+    #[test]
+    fn other_addresses_are_not_service_nodes() {
+        for address in [
+            "/devices/dev1/messages/devicebound",
+            "/messages/events",
+            "$cbs",
+            "$management",
+            "myhub/ConsumerGroups/$Default/Partitions/0",
+            "amqps://localhost/devices/d/messages/devicebound",
+            "amqps://localhost",
+            "/messages/serviceBound",
+            "/messages/devicebound/extra",
+            "",
+        ] {
+            assert_eq!(ServiceNode::parse(address), None, "{address}");
+        }
+    }
+
+    #[test]
+    fn feedback_message_carries_the_batch_as_json() {
+        let record = FeedbackRecord {
+            original_message_id: "m1".into(),
+            description: "Success".into(),
+            status_code: FeedbackStatus::Success,
+            device_generation_id: "g1".into(),
+            device_id: "d1".into(),
+            enqueued_time_utc: "2025-01-01T00:00:00Z".into(),
+        };
+        let message = Message::decode(feedback_message(&[record])).unwrap();
+        let properties = message.properties.unwrap();
+        assert_eq!(properties.content_type.unwrap().as_str(), FEEDBACK_CONTENT_TYPE);
+        assert_eq!(properties.to.as_deref(), Some("/messages/servicebound/feedback"));
+        let Body::Data(sections) = message.body else {
+            panic!("no data section");
+        };
+        assert_eq!(
+            std::str::from_utf8(&sections[0]).unwrap(),
+            r#"[{"originalMessageId":"m1","description":"Success","statusCode":"Success","deviceGenerationId":"g1","deviceId":"d1","enqueuedTimeUtc":"2025-01-01T00:00:00Z"}]"#
+        );
+    }
+
+    #[test]
+    fn enqueue_errors_map_to_the_conditions_the_sdks_know() {
+        let device = outpost_model::DeviceId::new("d1").unwrap();
+        let condition_of = |error: CoreError| enqueue_error(&error).condition.as_str().to_owned();
+        assert_eq!(
+            condition_of(CoreError::DeviceNotFound(device.clone())),
+            condition::NOT_FOUND
+        );
+        assert_eq!(
+            condition_of(CoreError::QueueFull(device)),
+            condition::RESOURCE_LIMIT_EXCEEDED
+        );
+        assert_eq!(
+            condition_of(CoreError::InvalidArgument("x".into())),
+            ARGUMENT_ERROR
+        );
+        assert_eq!(condition_of(CoreError::Contention), condition::INTERNAL_ERROR);
     }
 }

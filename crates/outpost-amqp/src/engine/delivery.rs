@@ -131,6 +131,7 @@ impl Engine {
                 },
             );
         }
+        self.stats.deliveries_received += 1;
         self.events.push_back(Event::Delivery(Delivery {
             link,
             delivery_id: DeliveryId(partial.delivery_id),
@@ -197,6 +198,7 @@ impl Engine {
         };
         state.link_credit -= 1;
         state.delivery_count = state.delivery_count.wrapping_add(1);
+        self.stats.deliveries_sent += 1;
         if state.drain && state.link_credit == 0 {
             // The drain is complete: tell the peer (§2.6.7).
             self.drain(link)?;

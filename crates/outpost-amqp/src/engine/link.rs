@@ -315,6 +315,7 @@ impl Engine {
         if let Some(state) = self.links.get_mut(&link) {
             state.link_credit = state.link_credit.saturating_add(credit);
         }
+        self.stats.credit_granted += u64::from(credit);
         self.send_link_flow(link, channel, false);
         Ok(())
     }

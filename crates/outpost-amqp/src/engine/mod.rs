@@ -169,6 +169,18 @@ pub struct Engine {
     next_id: u64,
     /// The error we closed with, reported in [`Event::Closed`] once the peer answered.
     close_error: Option<Error>,
+    stats: EngineStats,
+}
+
+/// Counters of one connection, for the server's metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Complete messages received from the peer.
+    pub deliveries_received: u64,
+    /// Messages sent to the peer.
+    pub deliveries_sent: u64,
+    /// Link credit granted to the peer's senders.
+    pub credit_granted: u64,
 }
 
 impl Engine {
@@ -193,6 +205,7 @@ impl Engine {
             links: HashMap::new(),
             next_id: 0,
             close_error: None,
+            stats: EngineStats::default(),
         }
     }
 
@@ -236,6 +249,11 @@ impl Engine {
     /// when it receives.
     pub fn link_credit(&self, link: LinkId) -> Option<u32> {
         self.links.get(&link).map(|link| link.link_credit)
+    }
+
+    /// Returns the connection's counters so far.
+    pub fn stats(&self) -> EngineStats {
+        self.stats
     }
 
     /// Returns the session of a link.

@@ -34,6 +34,31 @@ pub async fn updating_a_hub_replaces_it<S: HubStore + RegistryStore>(store: &S) 
     assert_eq!(store.list_hubs().await.expect("list hubs"), vec![hub]);
 }
 
+/// A hub's consumer groups are stored with it: created, added and removed by `update_hub`.
+pub async fn consumer_groups_are_stored_with_their_hub<S: HubStore + RegistryStore>(store: &S) {
+    let group = |name: &str| outpost_model::ConsumerGroupName::new(name).expect("valid consumer group");
+    let now = outpost_model::Timestamp::now();
+    let mut hub = hub_named("plant");
+    hub.add_consumer_group(group("readers"), now)
+        .expect("add a group");
+    store.create_hub(&hub).await.expect("create hub");
+    assert_eq!(store.list_hubs().await.expect("list hubs"), vec![hub.clone()]);
+    hub.add_consumer_group(group("Archive.v2_x-1"), now)
+        .expect("add a group");
+    hub.remove_consumer_group("READERS").expect("remove a group");
+    store.update_hub(&hub).await.expect("update hub");
+    let [stored] = &store.list_hubs().await.expect("list hubs")[..] else {
+        panic!("one hub expected");
+    };
+    let names: Vec<String> = stored
+        .consumer_groups()
+        .iter()
+        .map(|group| group.name.to_string())
+        .collect();
+    assert_eq!(names, ["$Default", "Archive.v2_x-1"]);
+    assert_eq!(stored, &hub);
+}
+
 /// `update_hub` of a hub that does not exist fails and creates nothing.
 pub async fn updating_an_unknown_hub_is_not_found<S: HubStore + RegistryStore>(store: &S) {
     assert_not_found(store.update_hub(&hub_named("ghost")).await);

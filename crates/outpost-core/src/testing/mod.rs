@@ -67,6 +67,7 @@ macro_rules! conformance_suite {
             hubs_are_listed_in_name_order,
             creating_an_existing_hub_conflicts,
             updating_a_hub_replaces_it,
+            consumer_groups_are_stored_with_their_hub,
             updating_an_unknown_hub_is_not_found,
             deleting_an_unknown_hub_is_not_found,
             deleting_a_hub_removes_its_records_only,
