@@ -230,13 +230,7 @@ impl Server {
         let mqtt_cancel = cancel.child_token();
         tasks.push(tokio::spawn(async move {
             let serve = move |stream: TlsStream<TcpStream>, _peer, cancel| {
-                // The whole chain: CA-signed devices may send intermediates.
-                let chain: Vec<Vec<u8>> = stream
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .map(|chain| chain.iter().map(|der| der.to_vec()).collect())
-                    .unwrap_or_default();
+                let chain = client_chain(&stream);
                 outpost_mqtt::serve_connection(stream, chain, mqtt_context.clone(), cancel)
             };
             if let Err(error) =
@@ -245,9 +239,11 @@ impl Server {
                 tracing::error!(error = %error, "mqtt listener stopped");
             }
         }));
-        // The built-in Event Hubs-compatible endpoint: AMQP 1.0 over TLS (ALPN none, as the SDKs
-        // offer none), and optionally plain TCP for development-emulator clients.
-        let amqp_tls = tls::server_config(resolver_for_amqp, &[]).map_err(ServerError::Tls)?;
+        // The AMQP door (Event Hubs-compatible endpoint, service and device links): AMQP 1.0 over
+        // TLS (ALPN none, as the SDKs offer none; devices may present a client certificate), and
+        // optionally plain TCP for development-emulator clients.
+        let amqp_tls = tls::server_config_with_optional_client_certs(resolver_for_amqp, &[])
+            .map_err(ServerError::Tls)?;
         let amqp_context = Arc::new(DoorContext {
             hubs: outpost.hubs.clone(),
             log: outpost.telemetry.log().clone(),
@@ -265,7 +261,8 @@ impl Server {
         let context = amqp_context.clone();
         tasks.push(tokio::spawn(async move {
             let serve = move |stream: TlsStream<TcpStream>, _peer, cancel| {
-                outpost_amqp::door::serve_connection(stream, context.clone(), cancel)
+                let chain = client_chain(&stream);
+                outpost_amqp::door::serve_connection(stream, chain, context.clone(), cancel)
             };
             if let Err(error) =
                 serve_tls("amqp", amqp_listener, amqp_tls, amqp_limits, amqp_cancel, serve).await
@@ -342,6 +339,17 @@ impl Server {
     }
 }
 
+/// The TLS client's certificate chain, leaf first (empty without one): the whole chain, as
+/// CA-signed devices may send intermediates.
+fn client_chain(stream: &TlsStream<TcpStream>) -> Vec<Vec<u8>> {
+    stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|chain| chain.iter().map(|der| der.to_vec()).collect())
+        .unwrap_or_default()
+}
+
 /// Serves AMQP over plain TCP (no TLS: `UseDevelopmentEmulator=true` clients), at most
 /// `max_connections` at once.
 fn spawn_plain_amqp(
@@ -381,7 +389,7 @@ fn spawn_plain_amqp(
             let (context, cancel) = (context.clone(), cancel.clone());
             tracker.spawn(async move {
                 let _permit = permit;
-                outpost_amqp::door::serve_connection(stream, context, cancel).await;
+                outpost_amqp::door::serve_connection(stream, Vec::new(), context, cancel).await;
             });
         }
         tracker.close();

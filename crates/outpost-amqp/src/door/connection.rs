@@ -30,8 +30,14 @@ use crate::value::Value;
 pub(super) const REQUEST_CREDIT: u32 = 100;
 
 /// Serves one AMQP connection (after TLS, or plain TCP) until it closes or `cancel` fires.
-pub async fn serve_connection<S>(mut stream: S, context: Arc<DoorContext>, cancel: CancellationToken)
-where
+/// `client_chain` is the TLS client's certificate chain, leaf first (empty without one): X.509
+/// devices authenticate with it instead of a token (wire reference §3).
+pub async fn serve_connection<S>(
+    mut stream: S,
+    client_chain: Vec<Vec<u8>>,
+    context: Arc<DoorContext>,
+    cancel: CancellationToken,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let (feed_tx, mut feed_rx) = mpsc::channel(256);
@@ -45,6 +51,7 @@ where
         orders_tx,
         hub: None,
         claims: Vec::new(),
+        client_chain,
         links: Links::new(metrics),
         reported: EngineStats::default(),
         feed_tx,
@@ -164,6 +171,8 @@ pub(super) struct Connection {
     /// The hub the connection is bound to (by host name or by its first token).
     pub(super) hub: Option<Arc<Hub>>,
     pub(super) claims: Vec<Claim>,
+    /// The TLS client certificate chain (X.509 devices), leaf first; empty without one.
+    pub(super) client_chain: Vec<Vec<u8>>,
     pub(super) links: Links,
     /// The engine's counters as last added to the server's metrics.
     reported: EngineStats,
@@ -245,6 +254,8 @@ impl Connection {
                 self.bind_host(sasl.hostname.as_deref());
                 let ok = match sasl.mechanism.as_str() {
                     "ANONYMOUS" | "MSSBCBS" => true,
+                    // The identity is the TLS client certificate's, checked when a link attaches.
+                    "EXTERNAL" => !self.client_chain.is_empty(),
                     "PLAIN" => match sasl.plain() {
                         Some(credentials) => {
                             let now = unix_now(&self.context);
@@ -341,8 +352,13 @@ impl Connection {
     }
 
     pub(super) fn reject(&mut self, link: LinkId, condition: &str, description: impl Into<String>) {
-        self.count_error(condition);
-        let _ = self.engine.reject_link(link, Error::new(condition, description));
+        self.reject_with(link, Error::new(condition, description));
+    }
+
+    /// Refuses a link the peer attached with `error` (attached, then detached, §2.6.3), counted.
+    pub(super) fn reject_with(&mut self, link: LinkId, error: Error) {
+        self.count_error(error.condition.as_str());
+        let _ = self.engine.reject_link(link, error);
     }
 
     /// Routes a new link by its address: the request-response nodes, partition receivers, service

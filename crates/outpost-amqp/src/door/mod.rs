@@ -13,7 +13,8 @@
 //!
 //! | what | how |
 //! |---|---|
-//! | SASL | `ANONYMOUS` and `MSSBCBS` (authorization follows on `$cbs`), `PLAIN` with a SAS token as password; no SASL at all (a bare AMQP header) too |
+//! | SASL | `ANONYMOUS` and `MSSBCBS` (authorization follows on `$cbs`), `PLAIN` with a SAS token as password, `EXTERNAL` with a TLS client certificate; no SASL at all (a bare AMQP header) too |
+//! | X.509 devices | the TLS client certificate chain: device links of an identity no token covers are authenticated with it (thumbprint or registered CA), as MQTT does |
 //! | hub | picked by the open's hostname, the SASL hostname, or the host of the first token (like the HTTP API by `Host`); a token for another hub is refused |
 //! | `$cbs` | `put-token`: a SAS token of a policy with `ServiceConnect` (service nodes), signed with the key's text (Event Hubs) or the decoded key (IoT Hub), or of a device or module (its own key, checked against the registry, or a `DeviceConnect` policy: device links only); answered with `status-code` 200, or 401 |
 //! | `$management` | `READ` of `com.microsoft:eventhub` and `com.microsoft:partition` |

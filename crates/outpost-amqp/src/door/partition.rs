@@ -159,7 +159,7 @@ impl Connection {
             .receivers
             .claim(key.clone(), self.id, link, epoch, &self.orders_tx)
         {
-            let _ = self.engine.reject_link(link, error);
+            self.reject_with(link, error);
             return;
         }
         let runtime_metric = attached

@@ -172,7 +172,7 @@ impl Connection {
         let identity = match self.device_identity(&hub, &address).await {
             Ok(identity) => identity,
             Err(error) => {
-                let _ = self.engine.reject_link(link, error);
+                self.reject_with(link, error);
                 return;
             }
         };
@@ -221,7 +221,8 @@ impl Connection {
     }
 
     /// Authenticates the identity `address` names with the connection's tokens that cover it
-    /// (newest first); an identity with links on the connection already is reused.
+    /// (newest first), else with the TLS client certificate (X.509 devices put no token, wire
+    /// reference §3); an identity with links on the connection already is reused.
     async fn device_identity(
         &self,
         hub: &Arc<Hub>,
@@ -241,7 +242,7 @@ impl Connection {
                 format!("no valid token covers {resource}"),
             )
         };
-        if tokens.is_empty() {
+        if tokens.is_empty() && self.client_chain.is_empty() {
             return Err(unauthorized());
         }
         let key = IdentityKey {
@@ -257,8 +258,13 @@ impl Connection {
             return Ok(bound.identity.clone());
         }
         let registry = &self.context.outpost.registry;
-        for token in tokens {
-            let credential = DeviceCredential::Sas(&token);
+        let certificate =
+            (!self.client_chain.is_empty()).then_some(DeviceCredential::X509(&self.client_chain));
+        let credentials = tokens
+            .iter()
+            .map(|token| DeviceCredential::Sas(token))
+            .chain(certificate);
+        for credential in credentials {
             match registry
                 .authenticate_device(hub.clone(), &address.device, address.module.as_ref(), credential)
                 .await
