@@ -1,11 +1,11 @@
 """The built-in Event Hubs-compatible endpoint with the official Event Hubs SDK (azure-eventhub
-5.15.1, its default pure-Python pyamqp transport) over AMQP 1.0 + TLS on port 5671: telemetry sent
-by the official device SDK is received with `EventHubConsumerClient.receive`, the `$management`
-properties match, a wrong key is refused, and a consumer with a higher `owner_level` (epoch) takes
-the partitions from one with a lower one. Also: start positions (offset inclusive/exclusive,
-sequence number, enqueued time), `track_last_enqueued_event_properties` (the receiver runtime
-metric), consumer groups made with `outpost hub consumer-group`, the uamqp transport
-(`uamqp_transport=True`, uamqp 1.6.11), and the IoT Hub connection string sample of azure-eventhub
+5.15.1) over AMQP 1.0 + TLS on port 5671, every test with both of its transports (the default
+pure-Python pyamqp, and `uamqp_transport=True` with uamqp 1.6.11): telemetry sent by the official
+device SDK is received with `EventHubConsumerClient.receive`, the `$management` properties match,
+a wrong key is refused, and a consumer with a higher `owner_level` (epoch) takes the partitions
+from one with a lower one. Also: start positions (offset inclusive/exclusive, sequence number,
+enqueued time), `track_last_enqueued_event_properties` (the receiver runtime metric), consumer
+groups made with `outpost hub consumer-group`, and the IoT Hub connection string sample of azure-eventhub
 (`samples/async_samples/iot_hub_connection_string_receive_async.py`: uamqp `ReceiveClient` with
 SASL PLAIN on `messages/events/ConsumerGroups/$Default/Partitions/0`, `amqp:link:redirect`, wire
 reference §7.7).
@@ -46,7 +46,20 @@ def _eventhub_connection_string(hub, policy: str = "service") -> str:
     return line
 
 
+# The transport every consumer of a test uses: each test runs with the default pure-Python pyamqp
+# and again with `uamqp_transport=True` (uamqp 1.6.11), the two AMQP stacks azure-eventhub ships.
+_TRANSPORT = {"uamqp_transport": False}
+
+
+@pytest.fixture(autouse=True, params=["pyamqp", "uamqp"])
+def transport(request):
+    _TRANSPORT["uamqp_transport"] = request.param == "uamqp"
+    yield request.param
+    _TRANSPORT["uamqp_transport"] = False
+
+
 def _consumer(hub, connection_string: str, consumer_group: str = "$Default", **kwargs) -> EventHubConsumerClient:
+    options = {**_TRANSPORT, **kwargs}
     return EventHubConsumerClient.from_connection_string(
         connection_string,
         consumer_group=consumer_group,
@@ -54,7 +67,7 @@ def _consumer(hub, connection_string: str, consumer_group: str = "$Default", **k
         custom_endpoint_address=f"sb://localhost:{AMQP_PORT}",
         transport_type=TransportType.Amqp,
         retry_total=0,
-        **kwargs,
+        **options,
     )
 
 
@@ -367,7 +380,9 @@ def test_consumer_groups_from_the_cli(hub, registry, clients):
     assert [group["name"] for group in listed] == ["$Default"]
 
 
-def test_uamqp_transport_partition_properties_and_receive(hub, registry, clients):
+def test_uamqp_transport_partition_properties_and_receive(hub, registry, clients, transport):
+    if transport != "pyamqp":
+        pytest.skip("uses uamqp itself: once is enough")
     device = create_sas_device(registry, "eh-uamqp")
     client = clients.device(device.connection_string)
     connect(client)
@@ -459,7 +474,9 @@ def convert_iothub_to_eventhub_conn_str(iothub_conn_str, ca_path, seen):
     raise AssertionError("the hub did not redirect the receiver")
 
 
-def test_the_iot_hub_connection_string_sample_is_redirected(hub, registry, clients):
+def test_the_iot_hub_connection_string_sample_is_redirected(hub, registry, clients, transport):
+    if transport != "pyamqp":
+        pytest.skip("uses uamqp itself: once is enough")
     device = create_sas_device(registry, "eh-redirect")
     client = clients.device(device.connection_string)
     connect(client)
