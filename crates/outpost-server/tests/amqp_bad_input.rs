@@ -1,7 +1,8 @@
 //! Bad input on the AMQP listeners, end to end: a wrong protocol header, undecodable and oversized
 //! frames, and links to unknown addresses get the AMQP answer the spec asks for (§2.2 header
 //! exchange, `close` or `detach` with the error condition) on that connection or link only, and
-//! the plain listener (`UseDevelopmentEmulator=true` clients) speaks the same protocol without TLS.
+//! the plain listener (`UseDevelopmentEmulator=true` clients) speaks the same protocol without TLS,
+//! and SASL EXTERNAL needs a TLS client certificate.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
@@ -27,8 +28,15 @@ struct Peer<S> {
 }
 
 async fn tls_peer(server: &Server) -> Peer<tokio_rustls::client::TlsStream<TcpStream>> {
+    tls_peer_with(server, mqtt_support::tls(server.ca_path.as_ref().unwrap())).await
+}
+
+async fn tls_peer_with(
+    server: &Server,
+    config: std::sync::Arc<rustls::ClientConfig>,
+) -> Peer<tokio_rustls::client::TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(server.amqp_addr).await.unwrap();
-    let connector = tokio_rustls::TlsConnector::from(mqtt_support::tls(server.ca_path.as_ref().unwrap()));
+    let connector = tokio_rustls::TlsConnector::from(config);
     let stream = connector
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
@@ -67,6 +75,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Peer<S> {
             assert!(self.fill().await, "the server closed before its header");
         }
         self.buffer.split_to(8)[..].try_into().unwrap()
+    }
+
+    /// The next SASL frame.
+    async fn sasl(&mut self) -> outpost_amqp::SaslFrame {
+        loop {
+            if let Some(frame) = self.decoder.decode(&mut self.buffer).unwrap() {
+                if let FrameBody::Sasl(sasl) = frame.body {
+                    return sasl;
+                }
+                continue;
+            }
+            assert!(self.fill().await, "the server closed during SASL");
+        }
     }
 
     /// The next performative, or `None` at the end of the stream.
@@ -232,5 +253,74 @@ async fn the_plain_listener_speaks_amqp_without_tls() {
     let read = tokio::time::timeout(Duration::from_secs(10), plain.stream.read_to_end(&mut rest));
     let _ = read.await.expect("the TLS listener closes");
     assert!(!rest.starts_with(b"AMQP"), "no AMQP header in clear");
+    server.shutdown().await;
+}
+
+/// SASL EXTERNAL takes the identity from the TLS layer (AMQP 1.0 §5.3.3): it succeeds on a
+/// connection that presented a client certificate, and fails (`auth`) on one that did not.
+#[tokio::test]
+async fn sasl_external_needs_a_client_certificate() {
+    use outpost_amqp::{SaslCode, SaslFrame, SaslInit, encode_sasl_frame};
+    use rcgen::{CertificateParams, DnType, KeyPair, PKCS_ECDSA_P256_SHA256};
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = mqtt_support::start(dir.path()).await;
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "external-device");
+    let cert = params.self_signed(&key).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(server.ca_path.as_ref().unwrap()).unwrap();
+    for der in rustls_pemfile::certs(&mut ca.as_slice()) {
+        roots.add(der.unwrap()).unwrap();
+    }
+    let with_certificate = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(
+        vec![cert.der().clone()],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    )
+    .unwrap();
+
+    for (config, expected) in [
+        (std::sync::Arc::new(with_certificate), SaslCode::Ok),
+        (
+            mqtt_support::tls(server.ca_path.as_ref().unwrap()),
+            SaslCode::Auth,
+        ),
+    ] {
+        let mut peer = tls_peer_with(&server, config).await;
+        peer.write(&ProtocolId::Sasl.header()).await;
+        assert_eq!(peer.header().await, ProtocolId::Sasl.header());
+        let mechanisms = peer.sasl().await;
+        let SaslFrame::Mechanisms(mechanisms) = mechanisms else {
+            panic!("expected sasl-mechanisms, got {mechanisms:?}");
+        };
+        assert!(
+            mechanisms
+                .sasl_server_mechanisms
+                .iter()
+                .any(|m| m.as_str() == "EXTERNAL")
+        );
+        let mut out = BytesMut::new();
+        let init = SaslInit {
+            mechanism: "EXTERNAL".into(),
+            initial_response: None,
+            hostname: Some("localhost".into()),
+        };
+        encode_sasl_frame(&mut out, &SaslFrame::Init(init));
+        peer.write(&out).await;
+        let SaslFrame::Outcome(outcome) = peer.sasl().await else {
+            panic!("expected sasl-outcome");
+        };
+        assert_eq!(outcome.code, expected);
+    }
     server.shutdown().await;
 }
