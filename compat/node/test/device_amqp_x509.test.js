@@ -11,6 +11,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
+const { promisify } = require('node:util');
 const { Client, Message } = require('azure-iot-device');
 const { Amqp } = require('azure-iot-device-amqp');
 const { HOST_NAME, caPem, closeAll, deviceEvents, newId, registry, within } = require('./helpers');
@@ -54,7 +55,8 @@ test('an X.509 device sends telemetry and reads its twin over AMQP without a tok
   assert.deepEqual(JSON.parse(event.annotations['iothub-connection-auth-method']),
     { scope: 'device', type: 'x509Certificate', issuer: 'iothub', acceptingIpFilterRule: null });
   const twin = await within(20000, client.getTwin(), 'getTwin()');
-  await within(20000, twin.properties.reported.update({ auth: 'x509' }), 'reported update');
+  // `update` takes a callback and returns nothing.
+  await within(20000, promisify(twin.properties.reported.update)({ auth: 'x509' }), 'reported.update()');
   const { responseBody } = await reg.getTwin(deviceId);
   assert.equal(responseBody.properties.reported.auth, 'x509');
 });
