@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use outpost_core::twins::device_twin_error;
 use outpost_core::{
     CoreError, DeviceCommand, DeviceCredential, DeviceIdentity, HasErrorCode, MethodInvocation,
     MethodOutcome, Outpost, StoreError,
 };
 use outpost_model::{DeviceId, ModuleId, Timestamp};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -502,20 +503,13 @@ impl Session {
                     writer.send(&response).await?;
                 }
                 Action::PatchReported { rid, patch } => {
-                    let outcome = match serde_json::from_slice::<Value>(&patch) {
-                        Ok(Value::Object(patch)) => {
-                            Box::pin(
-                                self.context
-                                    .outpost
-                                    .registry
-                                    .patch_reported(&self.identity, &patch),
-                            )
-                            .await
-                        }
-                        _ => Err(CoreError::InvalidArgument(
-                            "the reported patch must be a JSON object".into(),
-                        )),
-                    };
+                    let outcome = Box::pin(
+                        self.context
+                            .outpost
+                            .registry
+                            .patch_reported_json(&self.identity, &patch),
+                    )
+                    .await;
                     let response = match outcome {
                         Ok(version) => twin_response(204, &rid, Some(version), Vec::new()),
                         Err(error) => twin_error(&rid, &error),
@@ -525,14 +519,7 @@ impl Session {
                 Action::MethodAnswered { rid, status, payload } => {
                     // Answers to unknown or timed-out requests are dropped, as IoT Hub does.
                     if let Some(respond) = self.pending_methods.remove(&rid) {
-                        let payload = if payload.is_empty() {
-                            Value::Null
-                        } else {
-                            serde_json::from_slice(&payload).unwrap_or_else(|_| {
-                                Value::String(String::from_utf8_lossy(&payload).into_owned())
-                            })
-                        };
-                        let _ = respond.send(MethodOutcome::Answered { status, payload });
+                        let _ = respond.send(MethodOutcome::answered(status, &payload));
                     }
                 }
                 Action::CompleteC2d { token } => {
@@ -659,12 +646,12 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// Answers a twin request with an error. The Node SDK looks only at `errorCode` in the body
 /// (wire contract §2.6), so the body carries it along with the status in the topic.
 fn twin_error(rid: &str, error: &CoreError) -> Packet {
-    let code = error.code();
-    let body = json!({
-        "errorCode": code.numeric(),
-        "trackingId": uuid::Uuid::new_v4().simple().to_string(),
-        "message": error.to_string(),
-        "timestampUtc": Timestamp::now().to_string(),
-    });
-    twin_response(code.http_status(), rid, None, body.to_string().into_bytes())
+    let tracking_id = uuid::Uuid::new_v4().simple().to_string();
+    let body = device_twin_error(error, &tracking_id, Timestamp::now());
+    twin_response(
+        error.code().http_status(),
+        rid,
+        None,
+        body.to_string().into_bytes(),
+    )
 }
