@@ -8,11 +8,13 @@
 //! * [`server`]: [`Server::start`] and shutdown.
 //! * [`tls`]: development CA, reloading certificates, rustls configurations.
 //! * [`https`]: the HTTPS and plain-HTTP accept loops.
+//! * [`websocket`]: MQTT and AMQP over WebSockets on the HTTPS listener.
 
 pub mod config;
 pub mod https;
 pub mod server;
 pub mod tls;
+pub mod websocket;
 
 pub use config::OutpostConfig;
 pub use server::{OPERATOR_ENDPOINT_FILE, OPERATOR_TOKEN_FILE, Server, ServerError};

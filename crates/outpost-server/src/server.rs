@@ -203,16 +203,6 @@ impl Server {
             },
             hubs_changed,
         });
-        let limits = ConnectionLimits {
-            max_connections: config.https.max_connections,
-            ..Default::default()
-        };
-        let https_cancel = cancel.child_token();
-        tasks.push(tokio::spawn(async move {
-            if let Err(error) = serve_https(https_listener, tls_config, service, limits, https_cancel).await {
-                tracing::error!(error = %error, "https listener stopped");
-            }
-        }));
         // Devices may present a client certificate (X.509 authentication); no ALPN, as the SDKs
         // offer none for MQTT.
         let mqtt_tls = tls::server_config_with_optional_client_certs(resolver_for_mqtt, &[])
@@ -227,6 +217,7 @@ impl Server {
             max_connections: config.mqtt.max_connections,
             ..Default::default()
         };
+        let ws_mqtt_context = mqtt_context.clone();
         let mqtt_cancel = cancel.child_token();
         tasks.push(tokio::spawn(async move {
             let serve = move |stream: TlsStream<TcpStream>, _peer, cancel| {
@@ -268,6 +259,24 @@ impl Server {
                 serve_tls("amqp", amqp_listener, amqp_tls, amqp_limits, amqp_cancel, serve).await
             {
                 tracing::error!(error = %error, "amqp listener stopped");
+            }
+        }));
+        // The REST API and, on the same port, MQTT and AMQP over WebSockets (wire reference §2.1).
+        let https_router = service.merge(crate::websocket::routes(crate::websocket::WebSocketDoors {
+            mqtt: ws_mqtt_context,
+            amqp: amqp_context.clone(),
+            cancel: cancel.child_token(),
+        }));
+        let limits = ConnectionLimits {
+            max_connections: config.https.max_connections,
+            ..Default::default()
+        };
+        let https_cancel = cancel.child_token();
+        tasks.push(tokio::spawn(async move {
+            if let Err(error) =
+                serve_https(https_listener, tls_config, https_router, limits, https_cancel).await
+            {
+                tracing::error!(error = %error, "https listener stopped");
             }
         }));
         if let Some(listener) = amqp_plain_listener {
