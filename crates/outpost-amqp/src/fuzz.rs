@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::definitions::DeliveryState;
 use crate::engine::{Engine, EngineConfig, Event, LinkReply};
+use crate::error::AmqpCodecError;
 use crate::frame::{
     Frame, FrameDecoder, ProtocolId, decode_protocol_header, encode_amqp_frame, encode_frame,
 };
@@ -29,12 +30,17 @@ use crate::value::Value;
 pub fn fuzz_round_trip(data: &[u8]) {
     let _header = decode_protocol_header(&mut BytesMut::from(data));
     frames(data);
+    let original = data.len();
     if let Ok(value) = Value::decode(&mut Bytes::copy_from_slice(data)) {
-        value_round_trip(&value);
+        value_round_trip(&value, original);
         if let Ok(performative) = Performative::try_from_value(value.clone()) {
             let mut buf = BytesMut::new();
             performative.encode(&mut buf);
-            let again = Value::decode(&mut buf.freeze()).expect("an encoded performative is a value");
+            let len = buf.len();
+            let Some(again) = redecode(Value::decode(&mut buf.freeze()), len, original, "performative")
+            else {
+                return;
+            };
             assert_eq!(
                 Performative::try_from_value(again).as_ref(),
                 Ok(&performative),
@@ -44,25 +50,48 @@ pub fn fuzz_round_trip(data: &[u8]) {
         if let Ok(sasl) = SaslFrame::try_from_value(value) {
             let mut buf = BytesMut::new();
             sasl.encode(&mut buf);
-            let again = Value::decode(&mut buf.freeze()).expect("an encoded sasl body is a value");
-            assert_eq!(SaslFrame::try_from_value(again).as_ref(), Ok(&sasl));
+            let len = buf.len();
+            if let Some(again) = redecode(Value::decode(&mut buf.freeze()), len, original, "sasl body") {
+                assert_eq!(SaslFrame::try_from_value(again).as_ref(), Ok(&sasl));
+            }
         }
     }
     if let Ok(message) = Message::decode(Bytes::copy_from_slice(data)) {
         let encoded = message.to_bytes();
-        let again = Message::decode(encoded.clone()).expect("an encoded message must decode");
+        let Some(again) = redecode(
+            Message::decode(encoded.clone()),
+            encoded.len(),
+            original,
+            "message",
+        ) else {
+            return;
+        };
         assert_eq!(again, message, "decode(encode(m)) must be m");
         assert_eq!(again.to_bytes(), encoded, "encoding must be canonical");
     }
 }
 
+/// Re-decodes an encoding of something decoded from `original` bytes. The decoders' budget of
+/// zero-width array elements is proportional to their input's length, and a canonical encoding
+/// can be shorter than the input that was accepted (trailing bytes, wider forms than needed): then,
+/// and only then, `TooManyElements` is the right answer and there is nothing to compare.
+fn redecode<T>(result: Result<T, AmqpCodecError>, encoded: usize, original: usize, what: &str) -> Option<T> {
+    match result {
+        Ok(decoded) => Some(decoded),
+        Err(AmqpCodecError::TooManyElements(_)) if encoded < original => None,
+        Err(error) => panic!("an encoded {what} must decode: {error}"),
+    }
+}
+
 /// Checks `decode(encode(v)) == v` and that the encoding is canonical.
-fn value_round_trip(value: &Value) {
+fn value_round_trip(value: &Value, original: usize) {
     let mut buf = BytesMut::new();
     value.encode(&mut buf);
     let encoded = buf.clone().freeze();
     let mut input = buf.freeze();
-    let again = Value::decode(&mut input).expect("an encoded value must decode");
+    let Some(again) = redecode(Value::decode(&mut input), encoded.len(), original, "value") else {
+        return;
+    };
     assert!(input.is_empty(), "decode must consume exactly one value");
     assert_eq!(&again, value, "decode(encode(v)) must be v");
     let mut twice = BytesMut::new();
