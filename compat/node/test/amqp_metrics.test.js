@@ -70,7 +70,14 @@ test('connections, links and deliveries of an Event Hubs consumer are counted', 
     }, { startPosition: earliestEventPosition, maxWaitTimeInSeconds: 1 });
   });
   await within(30000, got, "receiving the device's event");
-  const during = await metrics();
+  // subscribe() attaches one receiver per partition independently: the event can arrive on one
+  // before the others are attached, so wait (bounded) for all of them to show.
+  let during = await metrics();
+  const attachDeadline = Date.now() + 10000;
+  while (during('outpost_amqp_links{kind="partition"}') < ids.length && Date.now() < attachDeadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    during = await metrics();
+  }
   await subscription.close();
   await client.close();
 
