@@ -206,16 +206,3 @@ test('the service policy may send; a policy without ServiceConnect or a wrong ke
   const wrong = `HostName=${parts.HostName};SharedAccessKeyName=${parts.SharedAccessKeyName};SharedAccessKey=${newKey()}`;
   await refused(serviceClient(wrong), 'open() with a wrong key');
 });
-
-test('the file-notification receiver attaches and stays idle (file upload is not served yet)', async () => {
-  const client = await sharedClient();
-  const { result: receiver } = await within(20000, client.getFileNotificationReceiver(), 'getFileNotificationReceiver()');
-  const got = [];
-  receiver.on('message', (msg) => got.push(msg));
-  let failed = null;
-  receiver.on('error', (err) => { failed = err; });
-  await new Promise((r) => setTimeout(r, 500));
-  assert.equal(failed, null, `the link failed: ${failed}`);
-  assert.deepEqual(got, []);
-  await within(10000, receiver.detach(), 'detach()');
-});

@@ -7,6 +7,7 @@ direct method and receives a cloud-to-device message; the official Event Hubs SD
 and receives the device's event. Both reach the same MQTT and AMQP doors as the TCP listeners.
 """
 
+import json
 import queue
 import threading
 import ssl
@@ -18,7 +19,8 @@ from azure.eventhub import EventHubConsumerClient, TransportType
 from azure.iot.device import Message, MethodResponse
 from azure.iot.hub.models import CloudToDeviceMethod
 
-from device_support import c2d_send, connect, create_sas_device, device_events, within
+from device_support import c2d_send, connect, create_sas_device, device_events, self_signed_cert, within
+from sdk_support import new_id
 
 
 def test_a_device_over_mqtt_websockets(hub, registry, clients):
@@ -112,3 +114,20 @@ def test_an_upgrade_with_another_subprotocol_is_refused(hub):
             answer = tls.recv(4096).decode(errors="replace")
     assert answer.startswith("HTTP/1.1 400"), answer
     assert "AMQPWSB10" in answer
+
+
+def test_an_x509_device_over_mqtt_websockets_and_its_https_file_upload_slot(hub, registry, clients, tmp_path):
+    """The TLS client certificate of the 443 connection authenticates an X.509 device over the
+    WebSocket (as on 8883) and on the HTTPS device API (here: asking for a file-upload slot)."""
+    device_id = new_id("ws-x509")
+    cert = self_signed_cert(tmp_path, device_id, kind="ec")
+    registry.create_device_with_x509(device_id, cert.sha256, None, "enabled")
+    client = clients.device_from_x509(cert, device_id, websockets=True)
+    connect(client)
+    within(20, client.send_message, Message("x509 over wss"), what="send_message()")
+    [event] = device_events(hub.server, device_id, expect=1)
+    assert event["payload"] == "x509 over wss"
+    assert json.loads(event["annotations"]["iothub-connection-auth-method"])["type"] == "x509Certificate"
+
+    info = within(20, client.get_storage_info_for_blob, "cert.txt", what="get_storage_info_for_blob()")
+    assert info["blobName"] == f"{device_id}/cert.txt"

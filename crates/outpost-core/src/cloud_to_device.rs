@@ -2,14 +2,11 @@
 //! peek-lock, settling, purging, expiring, and the feedback records senders ask for with
 //! `iothub-ack` (wire contract §2.5, §6).
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_model::{DeviceId, HubName, ModuleId, Timestamp};
-use parking_lot::Mutex;
 use serde::Serialize;
-use tokio::sync::watch;
 
 use crate::access::{Caller, Permission};
 use crate::c2d::{
@@ -18,6 +15,7 @@ use crate::c2d::{
 use crate::devices::DeviceIdentity;
 use crate::presence::{DeviceCommand, IdentityKey, Presence};
 use crate::registry::Registry;
+use crate::service_bound::ServiceBoundQueue;
 use crate::{Clock, CoreError, StoreError};
 
 /// Limits and defaults of cloud-to-device messaging (Azure's defaults).
@@ -109,10 +107,8 @@ pub struct CloudToDevice {
     presence: Arc<Presence>,
     clock: Arc<dyn Clock>,
     settings: C2dSettings,
-    feedback: Mutex<HashMap<HubName, VecDeque<FeedbackRecord>>>,
-    /// Bumped whenever feedback records become available, so that receivers (the AMQP feedback
-    /// link, §6) wake at once instead of polling.
-    feedback_added: watch::Sender<u64>,
+    /// Feedback records for the feedback receivers (the AMQP feedback link, §6; the operator API).
+    feedback: ServiceBoundQueue<FeedbackRecord>,
 }
 
 impl std::fmt::Debug for CloudToDevice {
@@ -145,8 +141,7 @@ impl CloudToDevice {
             presence,
             clock,
             settings,
-            feedback: Mutex::new(HashMap::new()),
-            feedback_added: watch::Sender::new(0),
+            feedback: ServiceBoundQueue::new(settings.max_feedback_records),
         }
     }
 
@@ -365,41 +360,9 @@ impl CloudToDevice {
         Ok(expired.len())
     }
 
-    /// Takes up to `max` feedback records of `hub`, oldest first.
-    pub fn take_feedback(&self, hub: &HubName, max: usize) -> Vec<FeedbackRecord> {
-        let mut feedback = self.feedback.lock();
-        let Some(queue) = feedback.get_mut(hub) else {
-            return Vec::new();
-        };
-        let count = max.min(queue.len());
-        queue.drain(..count).collect()
-    }
-
-    /// Puts records taken with [`take_feedback`](Self::take_feedback) back in front of the hub's
-    /// queue, in their order (a receiver abandoned them or went away before completing them), and
-    /// wakes the receivers. Records beyond the bound are dropped, the oldest first.
-    pub fn return_feedback(&self, hub: &HubName, records: Vec<FeedbackRecord>) {
-        if records.is_empty() {
-            return;
-        }
-        {
-            let mut feedback = self.feedback.lock();
-            let queue = feedback.entry(hub.clone()).or_default();
-            for record in records.into_iter().rev() {
-                queue.push_front(record);
-            }
-            while queue.len() > self.settings.max_feedback_records {
-                queue.pop_front();
-            }
-        }
-        self.feedback_added
-            .send_modify(|count| *count = count.wrapping_add(1));
-    }
-
-    /// Returns a receiver that changes whenever feedback records of any hub become available
-    /// (recorded or returned); then [`take_feedback`](Self::take_feedback) finds them.
-    pub fn watch_feedback(&self) -> watch::Receiver<u64> {
-        self.feedback_added.subscribe()
+    /// The hub's feedback records for the feedback receivers.
+    pub fn feedback(&self) -> &ServiceBoundQueue<FeedbackRecord> {
+        &self.feedback
     }
 
     fn record_identity_feedback(
@@ -436,16 +399,7 @@ impl CloudToDevice {
             device_id: device.to_string(),
             enqueued_time_utc: self.clock.now().to_string(),
         };
-        let mut feedback = self.feedback.lock();
-        let queue = feedback.entry(hub.clone()).or_default();
-        if queue.len() >= self.settings.max_feedback_records {
-            // Bounded: the oldest record is dropped rather than memory growing without limit.
-            queue.pop_front();
-        }
-        queue.push_back(record);
-        drop(feedback);
-        self.feedback_added
-            .send_modify(|count| *count = count.wrapping_add(1));
+        self.feedback.push(hub, record);
     }
 }
 

@@ -9,20 +9,25 @@
 //! * [`hubs`]: the hub directory, routing by host name.
 //! * [`access`]: SAS authentication of service callers and the permission rules.
 //! * [`registry`], [`twins`], [`bulk`]: device, module and twin use cases.
+//! * [`blobs`]: file-upload storage: the blob port, quotas, upload targets, retention.
+//! * [`file_upload`]: upload slots for devices, their reports, notifications for back ends.
 //! * [`c2d`], [`cloud_to_device`]: cloud-to-device queue port, sending, delivery, feedback.
 //! * [`devices`]: device connections: authentication and telemetry into the event log.
 //! * [`methods`]: direct methods invoked on connected identities.
 //! * [`presence`]: connected identities and the commands pushed to them.
+//! * [`service_bound`]: per-hub queues for back ends (feedback, file-upload notifications).
 //! * [`metrics`]: Prometheus counters and the timed store decorator.
 //! * [`error`]: [`CoreError`] (classified into `ErrorCode`) and [`StoreError`].
 //! * [`testing`] (feature `testing`): the conformance suite every backend runs.
 
 pub mod access;
+pub mod blobs;
 pub mod bulk;
 pub mod c2d;
 pub mod cloud_to_device;
 pub mod devices;
 pub mod error;
+pub mod file_upload;
 pub mod hubs;
 mod identity_records;
 pub mod methods;
@@ -30,6 +35,7 @@ pub mod metrics;
 pub mod ports;
 pub mod presence;
 pub mod registry;
+pub mod service_bound;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod twins;
@@ -37,6 +43,7 @@ pub mod twins;
 use std::sync::Arc;
 
 pub use access::{Caller, Permission, Principal};
+pub use blobs::{BlobSettings, BlobStore, Blobs, UploadTarget};
 pub use bulk::{BulkItem, BulkOutcome};
 pub use c2d::{
     C2dLock, C2dMessage, C2dTarget, CloudToDeviceQueue, DeadReason, FeedbackAck, LockOutcome, QueueLimits,
@@ -45,6 +52,7 @@ pub use c2d::{
 pub use cloud_to_device::{C2dDestination, C2dSettings, CloudToDevice, FeedbackRecord, FeedbackStatus};
 pub use devices::{DeviceAuthMethod, DeviceCredential, DeviceIdentity, OutgoingMessage, Telemetry};
 pub use error::{AuthFailure, CoreError, StoreError};
+pub use file_upload::{FileNotification, FileUploadSettings, FileUploads, UploadOutcome, UploadSlot};
 pub use hubs::Hubs;
 pub use methods::{MethodCall, MethodResult};
 pub use metrics::{AmqpTraffic, HubGauges, Metrics};
@@ -56,6 +64,7 @@ pub use ports::{
 };
 pub use presence::{DeviceCommand, IdentityKey, MethodInvocation, MethodOutcome, Presence, Registration};
 pub use registry::{DeviceSpec, ModuleSpec, Registry};
+pub use service_bound::ServiceBoundQueue;
 pub use twins::TwinWrite;
 
 /// The storage backends one server runs on; `outpost-server` builds them from config.
@@ -69,6 +78,8 @@ pub struct Backends {
     pub events: Arc<dyn EventLog>,
     /// Cloud-to-device queues.
     pub c2d: Arc<dyn CloudToDeviceQueue>,
+    /// File-upload blobs (the built-in blob endpoint).
+    pub blobs: Arc<dyn BlobStore>,
     /// Wall-clock time.
     pub clock: Arc<dyn Clock>,
 }
@@ -94,6 +105,10 @@ pub struct Outpost {
     pub c2d: Arc<CloudToDevice>,
     /// Server metrics.
     pub metrics: Arc<Metrics>,
+    /// File-upload storage (default [`BlobSettings`]; see [`Outpost::with_blob_settings`]).
+    pub blobs: Arc<Blobs>,
+    /// File upload: slots for devices and notifications for back ends.
+    pub files: Arc<FileUploads>,
     /// Wall-clock time.
     pub clock: Arc<dyn Clock>,
 }
@@ -141,14 +156,38 @@ impl Outpost {
             backends.clock.clone(),
             c2d_settings,
         ));
+        let blobs = Arc::new(Blobs::new(
+            backends.blobs,
+            backends.clock.clone(),
+            BlobSettings::default(),
+        ));
+        let files = Arc::new(FileUploads::new(
+            blobs.clone(),
+            backends.clock.clone(),
+            FileUploadSettings::default(),
+        ));
         Ok(Self {
             hubs,
             registry,
             telemetry,
             c2d,
             metrics,
+            blobs,
+            files,
             clock: backends.clock,
         })
+    }
+
+    /// Returns the services with other file-upload settings (quotas, retention, external store).
+    #[must_use]
+    pub fn with_blob_settings(mut self, settings: BlobSettings) -> Self {
+        self.blobs = Arc::new(self.blobs.with_settings(settings));
+        self.files = Arc::new(FileUploads::new(
+            self.blobs.clone(),
+            self.clock.clone(),
+            FileUploadSettings::default(),
+        ));
+        self
     }
 
     /// Creates a hub and its event-log partitions.
@@ -194,6 +233,9 @@ impl Outpost {
             .ok_or_else(|| CoreError::HubNotFound(name.to_owned()))?;
         self.hubs.delete(name).await?;
         self.telemetry.log().drop_hub(&hub.name).await?;
+        self.blobs.store().drop_hub(hub.name.as_str()).await?;
+        self.files.drop_hub(&hub.name);
+        self.c2d.feedback().drop_hub(&hub.name);
         Ok(())
     }
 }

@@ -1,7 +1,8 @@
 //! Cloud-to-device routes: the service API's queue purge (`DELETE /devices/{id}/commands`) and
 //! the operator API's send (what `outpost device c2d-message send` calls, mirroring
-//! `az iot device c2d-message send`) and feedback read. The service SDKs' own AMQP sender and
-//! feedback receiver arrive with the AMQP door.
+//! `az iot device c2d-message send`), and reads of the service-bound queues (feedback records,
+//! file-upload notifications) for operators and back ends without an AMQP receiver (the Python
+//! service SDK has none). The SDKs' own AMQP sender and receivers are in the AMQP door.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -165,20 +166,34 @@ fn message_from(request: SendRequest) -> Result<C2dMessage, ApiError> {
 }
 
 #[derive(Debug, Deserialize)]
-pub(crate) struct FeedbackQuery {
+pub(crate) struct TakeQuery {
     max: Option<usize>,
+}
+
+impl TakeQuery {
+    fn max(&self) -> usize {
+        self.max.unwrap_or(100).clamp(1, 1000)
+    }
 }
 
 /// `GET /hubs/{hub}/feedback`: takes the hub's pending feedback records.
 pub(crate) async fn feedback(
     State(state): State<OperatorState>,
     Path(name): Path<String>,
-    Query(query): Query<FeedbackQuery>,
+    Query(query): Query<TakeQuery>,
 ) -> Result<Response, ApiError> {
     let hub = find_hub(&state, &name)?;
-    let records = state
-        .outpost
-        .c2d
-        .take_feedback(&hub.name, query.max.unwrap_or(100).clamp(1, 1000));
+    let records = state.outpost.c2d.feedback().take(&hub.name, query.max());
     Ok(Json(records).into_response())
+}
+
+/// `GET /hubs/{hub}/file-notifications`: takes the hub's pending file-upload notifications.
+pub(crate) async fn file_notifications(
+    State(state): State<OperatorState>,
+    Path(name): Path<String>,
+    Query(query): Query<TakeQuery>,
+) -> Result<Response, ApiError> {
+    let hub = find_hub(&state, &name)?;
+    let notifications = state.outpost.files.notifications().take(&hub.name, query.max());
+    Ok(Json(notifications).into_response())
 }

@@ -7,6 +7,8 @@
 //!
 //! * [`service`]: devices, modules, twins, bulk, statistics (wire contract §5).
 //! * [`operator`]: hubs, connection strings, metrics, and forwarding to the service routes.
+//! * [`device`]: the device side over HTTPS: telemetry, cloud-to-device, file upload (§4).
+//! * [`blob`]: the built-in blob endpoint of file uploads (`/fileuploads`, Azure Blob REST API).
 //! * [`c2d`]: queue purge, operator send and feedback of cloud-to-device messages.
 //! * [`certificates`]: a hub's CA certificates for CA-signed devices.
 //! * [`consumer_groups`]: consumer groups of a hub's built-in Event Hubs-compatible endpoint.
@@ -14,9 +16,11 @@
 //! * [`request`]: extractors: authenticated caller, api-version, If-Match, JSON bodies.
 //! * [`error`]: [`ApiError`], the Azure error body.
 
+pub mod blob;
 pub mod c2d;
 pub mod certificates;
 pub mod consumer_groups;
+pub mod device;
 pub mod error;
 pub mod events;
 pub mod operator;
@@ -34,6 +38,7 @@ use outpost_core::Outpost;
 
 pub use error::ApiError;
 pub use operator::{HubDefaults, HubsChanged, OperatorState};
+pub use request::ClientCertificates;
 
 /// State of the service routes.
 #[derive(Debug, Clone)]
@@ -46,10 +51,20 @@ pub struct ServiceState {
 pub fn service_router(outpost: Outpost) -> Router {
     let state = ServiceState { outpost };
     service::routes()
+        .merge(device::routes())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// Returns the router of the built-in blob endpoint (file uploads), to merge into the HTTPS
+/// listener's router next to [`service_router`].
+pub fn blob_router(outpost: Outpost) -> Router {
+    let state = ServiceState {
+        outpost: outpost.clone(),
+    };
+    blob::routes(outpost).layer(middleware::from_fn_with_state(state, observe))
 }
 
 /// Returns the router of the operator listener.
@@ -73,12 +88,15 @@ async fn method_not_allowed() -> ApiError {
 fn api_family(route: Option<&str>) -> &'static str {
     match route {
         Some("/devices") => "devices",
+        Some(route) if route.contains("/messages/") => "device-messages",
+        Some(route) if route.starts_with("/devices/{id}/files") => "files",
         Some(route) if route.starts_with("/devices/{id}/modules") => "modules",
         Some("/devices/{id}/commands") => "commands",
         Some(route) if route.starts_with("/devices/") => "device",
         Some(route) if route.ends_with("/methods") => "methods",
         Some(route) if route.starts_with("/twins/") => "twins",
         Some(route) if route.starts_with("/statistics/") => "statistics",
+        Some(route) if route.starts_with("/fileuploads") => "blob",
         _ => "unknown",
     }
 }

@@ -78,6 +78,10 @@ pub fn routes(state: OperatorState) -> Router {
             axum::routing::post(crate::c2d::send_to_module_input),
         )
         .route("/hubs/{hub}/feedback", get(crate::c2d::feedback))
+        .route(
+            "/hubs/{hub}/file-notifications",
+            get(crate::c2d::file_notifications),
+        )
         .route("/hubs/{hub}/certificates", get(crate::certificates::list))
         .route(
             "/hubs/{hub}/certificates/{name}",
@@ -92,6 +96,10 @@ pub fn routes(state: OperatorState) -> Router {
             get(crate::consumer_groups::get)
                 .put(crate::consumer_groups::put)
                 .delete(crate::consumer_groups::delete),
+        )
+        .route(
+            "/hubs/{hub}/files/sas",
+            axum::routing::post(crate::blob::operator_sas::mint),
         )
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

@@ -22,6 +22,11 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 #[derive(Debug, Clone)]
 pub(crate) struct OperatorHub(pub Arc<Hub>);
 
+/// The TLS client's certificate chain (DER, leaf first), put on each request by the HTTPS
+/// listener so that X.509 devices authenticate over HTTPS and WebSockets.
+#[derive(Debug, Clone, Default)]
+pub struct ClientCertificates(pub Arc<Vec<Vec<u8>>>);
+
 /// The authenticated caller of a service request.
 #[derive(Debug)]
 pub struct ServiceCaller(pub Caller);
@@ -55,7 +60,7 @@ impl FromRequestParts<ServiceState> for ServiceCaller {
 /// Checks the `api-version` query parameter: it must be present and look like an Azure API
 /// version (`YYYY-MM-DD`, optionally `-preview`). Versions Outpost does not know are accepted,
 /// as the API surface it serves is the same for every version SDKs send.
-fn check_api_version(query: Option<&str>) -> Result<(), ApiError> {
+pub(crate) fn check_api_version(query: Option<&str>) -> Result<(), ApiError> {
     let version = query
         .unwrap_or_default()
         .split('&')
@@ -103,14 +108,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AzureJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    ErrorCode::MessageTooLarge,
-                    format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-                )
-            })?;
+        Self::from_body(request.into_body()).await
+    }
+}
+
+impl<T: DeserializeOwned> AzureJson<T> {
+    /// Reads and parses a body taken from a request whose head a handler keeps.
+    ///
+    /// # Errors
+    /// An Azure error for an oversized, empty or malformed body.
+    pub async fn from_body(body: axum::body::Body) -> Result<Self, ApiError> {
+        let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
+            ApiError::new(
+                ErrorCode::MessageTooLarge,
+                format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+            )
+        })?;
         parse_json(&bytes).map(Self)
     }
 }

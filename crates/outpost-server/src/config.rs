@@ -47,6 +47,8 @@ pub struct OutpostConfig {
     pub operator: OperatorConfig,
     /// The telemetry log.
     pub event_log: EventLogConfig,
+    /// File uploads: the built-in blob endpoint's limits, or an external store.
+    pub file_upload: FileUploadConfig,
     /// TLS certificates.
     pub tls: TlsConfig,
     /// Logging.
@@ -138,6 +140,94 @@ impl Default for EventLogConfig {
     }
 }
 
+/// File uploads (`POST /devices/{id}/files`): limits of the built-in blob endpoint
+/// (`https://<hub host>/fileuploads/<device>/<name>`), retention, and an optional external store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileUploadConfig {
+    /// Largest blob, in bytes (Put Blob, or the sum of a block list).
+    pub max_blob_bytes: u64,
+    /// Largest total per hub, committed blobs and uncommitted blocks, in bytes.
+    pub max_hub_bytes: u64,
+    /// Largest block of Put Block, in bytes.
+    pub max_block_bytes: u64,
+    /// Uploaded blobs older than this are deleted, in hours.
+    pub retention_hours: u64,
+    /// Lifetime of the SAS URI handed to a device, in seconds.
+    pub sas_ttl_secs: u64,
+    /// Upload to an external Azure-compatible store (Azure Storage, Azurite) instead.
+    pub external: Option<ExternalStoreConfig>,
+}
+
+impl Default for FileUploadConfig {
+    fn default() -> Self {
+        let defaults = outpost_core::BlobSettings::default();
+        Self {
+            max_blob_bytes: defaults.max_blob_bytes,
+            max_hub_bytes: defaults.max_hub_bytes,
+            max_block_bytes: defaults.max_block_bytes,
+            retention_hours: defaults.retention.as_secs() / 3600,
+            sas_ttl_secs: defaults.sas_ttl.as_secs(),
+            external: None,
+        }
+    }
+}
+
+/// An external blob store devices upload to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalStoreConfig {
+    /// `host[:port][/path]` put after `https://` in upload URIs (Azurite:
+    /// `127.0.0.1:10000/devstoreaccount1`; Azure: `<account>.blob.core.windows.net`).
+    pub endpoint: String,
+    /// The storage account name.
+    pub account: String,
+    /// The account key (base64).
+    pub key: String,
+    /// The container uploads go to.
+    pub container: String,
+}
+
+impl FileUploadConfig {
+    /// Returns the core's settings.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] when a limit is zero or the external key is not base64.
+    pub fn blob_settings(&self) -> Result<outpost_core::BlobSettings, ConfigError> {
+        if self.max_blob_bytes == 0
+            || self.max_hub_bytes == 0
+            || self.max_block_bytes == 0
+            || self.sas_ttl_secs == 0
+        {
+            return Err(ConfigError::Invalid(
+                "file_upload limits and sas_ttl_secs must be at least 1".into(),
+            ));
+        }
+        let external = match &self.external {
+            Some(external) => {
+                let key = outpost_auth::SymmetricKey::try_new(external.key.clone())
+                    .map_err(|e| ConfigError::Invalid(format!("file_upload.external.key: {e}")))?;
+                Some(outpost_core::blobs::ExternalStore {
+                    endpoint: external.endpoint.trim_end_matches('/').to_owned(),
+                    account: external.account.clone(),
+                    key: key.decoded().to_vec(),
+                    container: external.container.clone(),
+                })
+            }
+            None => None,
+        };
+        Ok(outpost_core::BlobSettings {
+            max_blob_bytes: self.max_blob_bytes,
+            max_hub_bytes: self.max_hub_bytes,
+            max_block_bytes: self.max_block_bytes,
+            retention: std::time::Duration::from_secs(self.retention_hours.saturating_mul(3600)),
+            sas_ttl: std::time::Duration::from_secs(self.sas_ttl_secs),
+            external,
+            ..outpost_core::BlobSettings::default()
+        })
+    }
+}
+
 /// The operator API listener.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -180,6 +270,7 @@ impl Default for OutpostConfig {
             amqp: AmqpConfig::default(),
             operator: OperatorConfig::default(),
             event_log: EventLogConfig::default(),
+            file_upload: FileUploadConfig::default(),
             tls: TlsConfig::default(),
             log: LogConfig::default(),
         }
@@ -307,6 +398,7 @@ impl OutpostConfig {
                 "hub.partition_count must be between 1 and 128".into(),
             ));
         }
+        self.file_upload.blob_settings()?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid("log.format must be text or json".into()));
         }
@@ -387,6 +479,26 @@ mod tests {
         let config =
             OutpostConfig::load(None, &env(&[("OUTPOST_AMQP_PLAIN_LISTEN", "127.0.0.1:5672")])).unwrap();
         assert_eq!(config.amqp.plain_listen, Some("127.0.0.1:5672".parse().unwrap()));
+    }
+
+    #[test]
+    fn file_upload_defaults_and_external_store() {
+        let settings = OutpostConfig::default().file_upload.blob_settings().unwrap();
+        assert_eq!(settings, outpost_core::BlobSettings::default());
+        let config = OutpostConfig::load(
+            Some(
+                "[file_upload]\nmax_blob_bytes = 1024\n[file_upload.external]\nendpoint = \"127.0.0.1:10000/devstoreaccount1/\"\naccount = \"devstoreaccount1\"\nkey = \"Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==\"\ncontainer = \"uploads\"\n",
+            ),
+            &env(&[("OUTPOST_FILE_UPLOAD_RETENTION_HOURS", "1")]),
+        )
+        .unwrap();
+        let settings = config.file_upload.blob_settings().unwrap();
+        assert_eq!(settings.max_blob_bytes, 1024);
+        assert_eq!(settings.retention, std::time::Duration::from_secs(3600));
+        let external = settings.external.unwrap();
+        assert_eq!(external.endpoint, "127.0.0.1:10000/devstoreaccount1");
+        assert_eq!(external.key.len(), 64);
+        assert!(OutpostConfig::load(Some("[file_upload]\nmax_blob_bytes = 0\n"), &HashMap::new()).is_err());
     }
 
     #[test]

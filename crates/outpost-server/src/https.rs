@@ -17,6 +17,7 @@ use hyper::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use outpost_http::ClientCertificates;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
@@ -243,8 +244,11 @@ async fn serve_http1(
     router: Router,
     cancel: CancellationToken,
 ) {
+    // The client's certificate chain (X.509 devices), for every request on the connection.
+    let chain = ClientCertificates(Arc::new(client_chain(&tls_stream)));
     let service = router.map_request(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
+        request.extensions_mut().insert(chain.clone());
         request
     });
     let connection = hyper::server::conn::http1::Builder::new()
@@ -271,4 +275,15 @@ async fn serve_http1(
     if let Err(e) = result {
         debug!(%peer, error = %ErrorChain(&e), "https connection ended with error");
     }
+}
+
+/// The TLS client's certificate chain, leaf first (empty without one): the whole chain, as
+/// CA-signed devices may send intermediates.
+pub(crate) fn client_chain(stream: &TlsStream<TcpStream>) -> Vec<Vec<u8>> {
+    stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|chain| chain.iter().map(|der| der.to_vec()).collect())
+        .unwrap_or_default()
 }

@@ -20,7 +20,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{EventLogConfig, OutpostConfig};
-use crate::https::{ConnectionLimits, serve_http, serve_https, serve_tls};
+use crate::https::{ConnectionLimits, client_chain, serve_http, serve_https, serve_tls};
 use crate::tls::{self, CertificateFiles, DevCa, ErrorChain, ReloadingCertResolver, TlsError};
 
 /// Name of the file, in the data dir, holding the operator API's bearer token.
@@ -104,11 +104,20 @@ impl Server {
             registry: Arc::new(store.clone()),
             events: events.clone(),
             c2d: Arc::new(store.clone()),
+            blobs: Arc::new(
+                outpost_store::EmbeddedBlobStore::open(&data_dir.join("blobs"))
+                    .map_err(ServerError::Store)?,
+            ),
             clock: Arc::new(SystemClock),
         };
+        let blob_settings = config
+            .file_upload
+            .blob_settings()
+            .map_err(|error| ServerError::Core(CoreError::InvalidArgument(error.to_string())))?;
         let outpost = Outpost::start(backends, TwinLimits::default(), C2dSettings::default())
             .await
-            .map_err(ServerError::Core)?;
+            .map_err(ServerError::Core)?
+            .with_blob_settings(blob_settings);
         if let Some(hub) = outpost
             .ensure_default_hub(&config.hub.default_host_name, config.hub.partition_count)
             .await
@@ -140,7 +149,10 @@ impl Server {
             Duration::from_secs(config.tls.reload_interval_secs.max(1)),
             cancel.child_token(),
         )];
-        let tls_config = tls::server_config(resolver.clone(), &[b"http/1.1"]).map_err(ServerError::Tls)?;
+        // X.509 devices present a client certificate on HTTPS and WebSockets too (optional: SAS
+        // devices and services present none).
+        let tls_config = tls::server_config_with_optional_client_certs(resolver.clone(), &[b"http/1.1"])
+            .map_err(ServerError::Tls)?;
         let resolver_for_mqtt = resolver.clone();
         let resolver_for_amqp = resolver.clone();
 
@@ -262,11 +274,14 @@ impl Server {
             }
         }));
         // The REST API and, on the same port, MQTT and AMQP over WebSockets (wire reference §2.1).
-        let https_router = service.merge(crate::websocket::routes(crate::websocket::WebSocketDoors {
-            mqtt: ws_mqtt_context,
-            amqp: amqp_context.clone(),
-            cancel: cancel.child_token(),
-        }));
+        let https_router = service
+            .merge(crate::websocket::routes(crate::websocket::WebSocketDoors {
+                mqtt: ws_mqtt_context,
+                amqp: amqp_context.clone(),
+                cancel: cancel.child_token(),
+            }))
+            // The built-in blob endpoint of file uploads, under /fileuploads only.
+            .merge(outpost_http::blob_router(outpost.clone()));
         let limits = ConnectionLimits {
             max_connections: config.https.max_connections,
             ..Default::default()
@@ -293,6 +308,7 @@ impl Server {
             cancel.child_token(),
         ));
         tasks.push(spawn_c2d_expiry(outpost.clone(), cancel.child_token()));
+        tasks.push(spawn_blob_retention(outpost.clone(), cancel.child_token()));
         let operator_cancel = cancel.child_token();
         tasks.push(tokio::spawn(async move {
             if let Err(error) = serve_http(operator_listener, operator, operator_cancel).await {
@@ -346,17 +362,6 @@ impl Server {
         // Lets the log's writers finish their batches before the process exits.
         self.events.close().await;
     }
-}
-
-/// The TLS client's certificate chain, leaf first (empty without one): the whole chain, as
-/// CA-signed devices may send intermediates.
-fn client_chain(stream: &TlsStream<TcpStream>) -> Vec<Vec<u8>> {
-    stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .map(|chain| chain.iter().map(|der| der.to_vec()).collect())
-        .unwrap_or_default()
 }
 
 /// Serves AMQP over plain TCP (no TLS: `UseDevelopmentEmulator=true` clients), at most
@@ -449,6 +454,28 @@ fn spawn_c2d_expiry(outpost: Outpost, cancel: CancellationToken) -> JoinHandle<(
                 if let Err(error) = outpost.c2d.sweep_expired(&hub.name).await {
                     tracing::warn!(hub = %hub.name, error = %error, "expire cloud-to-device messages failed");
                 }
+            }
+        }
+    })
+}
+
+/// Deletes uploaded blobs past their retention and stale uncommitted blocks every 10 minutes.
+fn spawn_blob_retention(outpost: Outpost, cancel: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            match outpost.blobs.sweep(&outpost.hubs.list()).await {
+                Ok(count) if count.blobs + count.blocks == 0 => {}
+                Ok(count) => tracing::info!(
+                    blobs = count.blobs,
+                    blocks = count.blocks,
+                    "file upload retention deleted old blobs"
+                ),
+                Err(error) => tracing::warn!(error = %error, "file upload retention failed"),
             }
         }
     })

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -17,6 +18,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use outpost_amqp::door::DoorContext;
+use outpost_http::ClientCertificates;
 use outpost_mqtt::MqttContext;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio_util::sync::CancellationToken;
@@ -63,11 +65,13 @@ enum Door {
 /// `/$iothub/websocket`: MQTT or AMQP, by subprotocol.
 async fn iothub(
     State(doors): State<WebSocketDoors>,
+    chain: Option<Extension<ClientCertificates>>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     open(
         doors,
+        chain,
         &headers,
         upgrade,
         &[(MQTT, Door::Mqtt), (AMQP, Door::Amqp)],
@@ -77,16 +81,18 @@ async fn iothub(
 /// `/$servicebus/websocket`: the Event Hubs clients, AMQP only.
 async fn servicebus(
     State(doors): State<WebSocketDoors>,
+    chain: Option<Extension<ClientCertificates>>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    open(doors, &headers, upgrade, &[(AMQP, Door::Amqp)])
+    open(doors, chain, &headers, upgrade, &[(AMQP, Door::Amqp)])
 }
 
 /// Accepts the upgrade with the first subprotocol the client offers that the path serves, or
 /// answers 400 naming the ones it serves.
 fn open(
     doors: WebSocketDoors,
+    chain: Option<Extension<ClientCertificates>>,
     headers: &HeaderMap,
     upgrade: WebSocketUpgrade,
     served: &[(&'static str, Door)],
@@ -116,24 +122,34 @@ fn open(
     };
     upgrade
         .protocols([protocol])
-        .on_upgrade(move |socket| bridge(socket, door, doors))
+        .on_upgrade(move |socket| bridge(socket, door, doors, chain))
 }
 
 /// Runs the door's connection driver on one end of a duplex pipe and pumps the WebSocket's binary
 /// messages through the other, until either side ends.
-async fn bridge(socket: WebSocket, door: Door, doors: WebSocketDoors) {
+/// The TLS client certificate of the HTTPS connection goes to the driver, so X.509 devices
+/// authenticate over WebSockets as over TCP.
+async fn bridge(
+    socket: WebSocket,
+    door: Door,
+    doors: WebSocketDoors,
+    chain: Option<Extension<ClientCertificates>>,
+) {
+    let chain: Vec<Vec<u8>> = chain
+        .map(|Extension(ClientCertificates(chain))| chain.as_ref().clone())
+        .unwrap_or_default();
     let (driver_end, bridge_end) = tokio::io::duplex(BRIDGE_BUFFER);
     let cancel = doors.cancel.child_token();
     let driver = match door {
         Door::Mqtt => tokio::spawn(outpost_mqtt::serve_connection(
             driver_end,
-            Vec::new(),
+            chain,
             doors.mqtt.clone(),
             cancel.clone(),
         )),
         Door::Amqp => tokio::spawn(outpost_amqp::door::serve_connection(
             driver_end,
-            Vec::new(),
+            chain,
             doors.amqp.clone(),
             cancel.clone(),
         )),

@@ -167,7 +167,7 @@ async fn cloud_to_device_messages_are_delivered_in_order_completed_by_puback_and
     client.send(Packet::PingReq).await;
     assert_eq!(client.next().await, Some(Packet::PingResp));
     assert_eq!(c2d_service.depth(&hub.name, &device).await.unwrap(), 0);
-    let feedback = c2d_service.take_feedback(&hub.name, 10);
+    let feedback = c2d_service.feedback().take(&hub.name, 10);
     assert_eq!(feedback.len(), 1, "only m1 asked for feedback");
     assert_eq!(feedback[0].original_message_id, "m1");
     assert_eq!(feedback[0].status_code, outpost_core::FeedbackStatus::Success);
@@ -215,7 +215,7 @@ async fn cloud_to_device_queues_are_bounded_and_purgeable() {
     assert!(matches!(full, Err(CoreError::QueueFull(_))), "{full:?}");
     assert_eq!(c2d_service.purge(&caller, &device).await.unwrap(), 50);
     assert_eq!(
-        c2d_service.take_feedback(&hub.name, 100).len(),
+        c2d_service.feedback().take(&hub.name, 100).len(),
         50,
         "negative acks hear about the purge"
     );

@@ -15,11 +15,13 @@
 //! * `c2d`: `CloudToDeviceQueue`: per-device and per-module peek-lock queues in the same database.
 //! * `counts`: per-hub device counts, maintained in the device write transactions.
 //! * `error`: the transaction error and its translation into `StoreError`.
+//! * `blobs`: [`EmbeddedBlobStore`], the `BlobStore` port (file uploads) on plain files.
 //! * `event_log`: [`EmbeddedEventLog`], the `EventLog` port on segment files with group commit.
 //!
 //! The conformance suite of `outpost-core` runs against the in-memory and the on-disk database
 //! in `tests/conformance.rs`.
 
+pub mod blobs;
 mod c2d;
 mod counts;
 mod error;
@@ -32,5 +34,6 @@ mod sessions;
 mod store;
 mod tables;
 
+pub use blobs::EmbeddedBlobStore;
 pub use event_log::{EmbeddedEventLog, EventLogOptions};
 pub use store::EmbeddedStore;

@@ -9,34 +9,31 @@
 //! | link | what the hub does |
 //! |---|---|
 //! | `/messages/devicebound` (the peer sends) | each message is queued for the device `properties.to` names, through [`CloudToDevice::send`] (the queue the MQTT door delivers from); settled `accepted` once the enqueue is durable, else `rejected` (`amqp:not-found`, `amqp:resource-limit-exceeded` for a full queue, `amqp:invalid-field`/`amqp:decode-error` for a malformed message); one credit back per message processed |
-//! | `/messages/serviceBound/feedback` (the peer receives) | the hub's feedback records, in batches (a JSON array), sent unsettled as credit allows and as soon as they are recorded; `accepted` completes a batch, `released`/`modified` puts it back for redelivery, `rejected` drops it (Azure dead-letters it) |
-//! | `/messages/serviceBound/filenotifications` (the peer receives) | attached, but nothing is sent: file upload is not served yet |
+//! | `/messages/serviceBound/feedback` (the peer receives) | the hub's feedback records, in batches (a JSON array), sent unsettled as credit allows and as soon as they are recorded; `accepted` completes a batch, `released`/`modified` puts it back for redelivery, `rejected` drops it (Azure dead-letters it) ([`outbound`]) |
+//! | `/messages/serviceBound/filenotifications` (the peer receives) | the hub's file-upload notifications, one per message (a JSON object), settled like feedback ([`outbound`]) |
 
 mod c2d_message;
+mod outbound;
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
 use outpost_auth::normalise_resource;
-use outpost_core::{C2dDestination, C2dMessage, Caller, CloudToDevice, CoreError, FeedbackRecord};
-use outpost_model::{Hub, HubName};
-use tokio::sync::{mpsc, watch};
+use outpost_core::{
+    C2dDestination, C2dMessage, Caller, CloudToDevice, CoreError, FeedbackRecord, FileNotification,
+};
+use outpost_model::Hub;
+use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use super::connection::{Connection, Feed, LinkRole, LinkState, unix_now};
 use crate::definitions::{DeliveryState, Error, ReceiverSettleMode, Role, condition};
-use crate::engine::{Delivery, DeliveryId, EngineError, LinkAttached, LinkId, LinkReply};
-use crate::message::{Body, Message, MessageId, Properties};
+use crate::engine::{Delivery, DeliveryId, LinkAttached, LinkId, LinkReply};
+use crate::message::Message;
 use c2d_message::c2d_message;
+use outbound::OutboundLink;
 
 /// Messages a cloud-to-device sender may have in flight: the credit the hub keeps granted.
 const C2D_CREDIT: u32 = 32;
-/// Most feedback records in one feedback message.
-const FEEDBACK_BATCH: usize = 100;
-/// The content type of feedback messages (wire reference §6).
-const FEEDBACK_CONTENT_TYPE: &str = "application/vnd.microsoft.iothub.feedback.json";
 /// Azure's condition for an argument the hub refuses (the Node SDK makes it an `ArgumentError`).
 const ARGUMENT_ERROR: &str = "com.microsoft:argument-error";
 
@@ -61,6 +58,15 @@ impl ServiceKind {
             Self::DeviceBound => "/messages/devicebound",
             Self::Feedback => "/messages/servicebound/feedback",
             Self::FileNotifications => "/messages/servicebound/filenotifications",
+        }
+    }
+
+    /// A short name for message ids and logs.
+    fn label(self) -> &'static str {
+        match self {
+            Self::DeviceBound => "devicebound",
+            Self::Feedback => "feedback",
+            Self::FileNotifications => "filenotification",
         }
     }
 
@@ -109,9 +115,9 @@ pub(super) enum ServiceLink {
     /// Cloud-to-device send.
     DeviceBound(DeviceBoundLink),
     /// Feedback receiver.
-    Feedback(FeedbackLink),
-    /// File-notification receiver: nothing to send until file upload is served.
-    FileNotifications,
+    Feedback(OutboundLink<FeedbackRecord>),
+    /// File-notification receiver.
+    FileNotifications(OutboundLink<FileNotification>),
 }
 
 /// A cloud-to-device sender: its messages go to a task that enqueues them one after another (in
@@ -120,20 +126,6 @@ pub(super) enum ServiceLink {
 pub(super) struct DeviceBoundLink {
     hub: Arc<Hub>,
     jobs: mpsc::Sender<Enqueue>,
-    task: AbortHandle,
-}
-
-/// A feedback receiver.
-#[derive(Debug)]
-pub(super) struct FeedbackLink {
-    hub: HubName,
-    /// Batches sent and not yet settled, by delivery.
-    in_flight: HashMap<DeliveryId, Vec<FeedbackRecord>>,
-    /// Records taken but not sent yet (the session window was full), sent first.
-    held: Vec<FeedbackRecord>,
-    /// Records per message; halved when the receiver's max-message-size refuses a batch.
-    max_batch: usize,
-    /// Wakes the link when feedback is recorded.
     task: AbortHandle,
 }
 
@@ -156,8 +148,8 @@ pub(super) enum ServiceFeed {
         settled: bool,
         outcome: DeliveryState,
     },
-    /// Feedback records may be waiting for a feedback link.
-    FeedbackAvailable(LinkId),
+    /// Records may be waiting for a service-bound link.
+    RecordsAvailable(LinkId),
 }
 
 impl Connection {
@@ -220,19 +212,18 @@ impl Connection {
                 let task = tokio::spawn(enqueue(c2d, caller, link, queued, feed)).abort_handle();
                 ServiceLink::DeviceBound(DeviceBoundLink { hub, jobs, task })
             }
-            ServiceKind::Feedback => {
-                let task = tokio::spawn(wake_on_feedback(c2d.watch_feedback(), link, feed)).abort_handle();
-                ServiceLink::Feedback(FeedbackLink {
-                    hub: hub.name.clone(),
-                    in_flight: HashMap::new(),
-                    held: Vec::new(),
-                    max_batch: FEEDBACK_BATCH,
-                    task,
-                })
-            }
-            // File upload is not served yet (no storage endpoint, no `files/notifications`), so
-            // no notification is ever recorded: the link stays idle until that issue adds them.
-            ServiceKind::FileNotifications => ServiceLink::FileNotifications,
+            ServiceKind::Feedback => ServiceLink::Feedback(OutboundLink::start(
+                &self.context.outpost,
+                hub.name.clone(),
+                link,
+                feed,
+            )),
+            ServiceKind::FileNotifications => ServiceLink::FileNotifications(OutboundLink::start(
+                &self.context.outpost,
+                hub.name.clone(),
+                link,
+                feed,
+            )),
         };
         state.role = LinkRole::Service(service);
         self.links.insert(link, state);
@@ -331,35 +322,30 @@ impl Connection {
         if !settled && !terminal {
             return;
         }
-        let Some(LinkState {
-            role: LinkRole::Service(ServiceLink::Feedback(feedback)),
-            ..
-        }) = self.links.get_mut(&link)
-        else {
-            return;
-        };
-        let Some(records) = feedback.in_flight.remove(&delivery) else {
-            return;
-        };
-        match state {
-            Some(DeliveryState::Accepted) => {}
-            // Azure dead-letters a rejected feedback message: it is not delivered again.
-            Some(DeliveryState::Rejected { .. }) => {
-                tracing::info!(
-                    records = records.len(),
-                    "amqp feedback batch rejected by the receiver: dropped"
-                );
+        match self.links.get(&link).map(|state| &state.role) {
+            Some(LinkRole::Service(ServiceLink::Feedback(_))) => {
+                self.settle_outbound::<FeedbackRecord>(link, delivery, state);
             }
-            // Released, modified, or settled without an outcome: delivered again later.
-            _ => {
-                let hub = feedback.hub.clone();
-                self.context.outpost.c2d.return_feedback(&hub, records);
+            Some(LinkRole::Service(ServiceLink::FileNotifications(_))) => {
+                self.settle_outbound::<FileNotification>(link, delivery, state);
             }
+            _ => {}
         }
     }
 
     pub(super) fn on_service_credit(&mut self, link: LinkId) {
-        self.send_feedback(link);
+        self.send_records(link);
+    }
+
+    /// Sends what waits for a service-bound link.
+    fn send_records(&mut self, link: LinkId) {
+        match self.links.get(&link).map(|state| &state.role) {
+            Some(LinkRole::Service(ServiceLink::Feedback(_))) => self.send_outbound::<FeedbackRecord>(link),
+            Some(LinkRole::Service(ServiceLink::FileNotifications(_))) => {
+                self.send_outbound::<FileNotification>(link);
+            }
+            _ => {}
+        }
     }
 
     pub(super) fn on_service_feed(&mut self, feed: ServiceFeed) {
@@ -374,57 +360,7 @@ impl Connection {
                     self.finish_delivery(link, delivery, settled, outcome);
                 }
             }
-            ServiceFeed::FeedbackAvailable(link) => self.send_feedback(link),
-        }
-    }
-
-    /// Sends feedback batches on a feedback link while it has credit and records wait.
-    fn send_feedback(&mut self, link: LinkId) {
-        let c2d = self.context.outpost.c2d.clone();
-        while self.engine.link_credit(link).unwrap_or(0) > 0 {
-            let Some(state) = self.links.get_mut(&link) else {
-                return;
-            };
-            let settled = state.settled;
-            let LinkRole::Service(ServiceLink::Feedback(feedback)) = &mut state.role else {
-                return;
-            };
-            let batch: Vec<FeedbackRecord> = if feedback.held.is_empty() {
-                c2d.take_feedback(&feedback.hub, feedback.max_batch)
-            } else {
-                let count = feedback.held.len().min(feedback.max_batch);
-                feedback.held.drain(..count).collect()
-            };
-            if batch.is_empty() {
-                return;
-            }
-            let message = feedback_message(&batch);
-            match self.engine.send(link, &message, settled) {
-                // A receiver that asked for settled transfers has them once sent.
-                Ok(delivery) => {
-                    if !settled {
-                        feedback.in_flight.insert(delivery, batch);
-                    }
-                }
-                Err(EngineError::MessageTooLarge { .. }) if batch.len() > 1 => {
-                    feedback.max_batch = (batch.len() / 2).max(1);
-                    feedback.held.splice(0..0, batch);
-                }
-                Err(EngineError::MessageTooLarge { size, max }) => {
-                    tracing::warn!(
-                        size,
-                        max,
-                        "amqp feedback record larger than the receiver accepts: dropped"
-                    );
-                }
-                Err(error) => {
-                    if !matches!(error, EngineError::NoCredit | EngineError::SessionWindowFull) {
-                        tracing::debug!(%error, "amqp feedback send failed");
-                    }
-                    feedback.held.splice(0..0, batch);
-                    return;
-                }
-            }
+            ServiceFeed::RecordsAvailable(link) => self.send_records(link),
         }
     }
 
@@ -434,17 +370,9 @@ impl Connection {
             // A message in flight may still be enqueued; the sender saw no outcome for it and
             // sends it again (at-least-once, like Azure).
             ServiceLink::DeviceBound(sender) => sender.task.abort(),
-            ServiceLink::Feedback(feedback) => {
-                feedback.task.abort();
-                // Batches the receiver did not complete go back, in order, for the next receiver.
-                let mut batches: Vec<_> = feedback.in_flight.into_iter().collect();
-                batches.sort_by_key(|(delivery, _)| delivery.0);
-                let mut records: Vec<FeedbackRecord> =
-                    batches.into_iter().flat_map(|(_, batch)| batch).collect();
-                records.extend(feedback.held);
-                self.context.outpost.c2d.return_feedback(&feedback.hub, records);
-            }
-            ServiceLink::Attaching | ServiceLink::FileNotifications => {}
+            ServiceLink::Feedback(feedback) => feedback.forget(&self.context.outpost),
+            ServiceLink::FileNotifications(notifications) => notifications.forget(&self.context.outpost),
+            ServiceLink::Attaching => {}
         }
     }
 }
@@ -502,45 +430,11 @@ fn enqueue_error(error: &CoreError) -> Error {
     Error::new(condition, error.to_string())
 }
 
-/// Wakes a feedback link whenever feedback is recorded. Records recorded before the attach are
-/// found when the receiver first gives credit.
-async fn wake_on_feedback(mut recorded: watch::Receiver<u64>, link: LinkId, feed: mpsc::Sender<Feed>) {
-    while recorded.changed().await.is_ok() {
-        if feed
-            .send(Feed::Service(ServiceFeed::FeedbackAvailable(link)))
-            .await
-            .is_err()
-        {
-            return;
-        }
-    }
-}
-
-/// A feedback message: the batch as a JSON array in a data section (wire reference §6).
-fn feedback_message(records: &[FeedbackRecord]) -> Bytes {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let number = NEXT.fetch_add(1, Ordering::Relaxed);
-    Message {
-        properties: Some(Properties {
-            message_id: Some(MessageId::String(format!(
-                "feedback-{}-{number}",
-                std::process::id()
-            ))),
-            to: Some(ServiceKind::Feedback.path().to_owned()),
-            content_type: Some(FEEDBACK_CONTENT_TYPE.into()),
-            content_encoding: Some("utf-8".into()),
-            ..Properties::default()
-        }),
-        body: Body::Data(vec![Bytes::from(FeedbackRecord::batch_json(records))]),
-        ..Message::default()
-    }
-    .to_bytes()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "test code")]
 mod tests {
     use super::*;
+    use crate::message::Body;
     use outpost_core::FeedbackStatus;
 
     fn kind(address: &str) -> Option<ServiceKind> {
@@ -607,9 +501,12 @@ mod tests {
             device_id: "d1".into(),
             enqueued_time_utc: "2025-01-01T00:00:00Z".into(),
         };
-        let message = Message::decode(feedback_message(&[record])).unwrap();
+        let message = Message::decode(outbound::outbound_message(&[record])).unwrap();
         let properties = message.properties.unwrap();
-        assert_eq!(properties.content_type.unwrap().as_str(), FEEDBACK_CONTENT_TYPE);
+        assert_eq!(
+            properties.content_type.unwrap().as_str(),
+            outbound::FEEDBACK_CONTENT_TYPE
+        );
         assert_eq!(properties.to.as_deref(), Some("/messages/servicebound/feedback"));
         let Body::Data(sections) = message.body else {
             panic!("no data section");

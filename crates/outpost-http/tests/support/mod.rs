@@ -25,6 +25,7 @@ pub const OPERATOR_TOKEN: &str = "operator-secret";
 pub struct Fixture {
     pub outpost: Outpost,
     _events_dir: tempfile::TempDir,
+    _blobs_dir: tempfile::TempDir,
     pub service: Router,
     pub operator: Router,
 }
@@ -51,11 +52,13 @@ impl Fixture {
         let store = EmbeddedStore::in_memory().unwrap();
         let events_dir = tempfile::tempdir().unwrap();
         let events = EmbeddedEventLog::open(events_dir.path(), EventLogOptions::default()).unwrap();
+        let blobs_dir = tempfile::tempdir().unwrap();
         let backends = Backends {
             hubs: Arc::new(store.clone()),
             registry: Arc::new(store.clone()),
             events: Arc::new(events),
             c2d: Arc::new(store),
+            blobs: Arc::new(outpost_store::EmbeddedBlobStore::open(blobs_dir.path()).unwrap()),
             clock: Arc::new(SystemClock),
         };
         let outpost = Outpost::start(backends, TwinLimits::default(), C2dSettings::default())
@@ -80,6 +83,7 @@ impl Fixture {
         Self {
             outpost,
             _events_dir: events_dir,
+            _blobs_dir: blobs_dir,
             service,
             operator,
         }
