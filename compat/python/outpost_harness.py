@@ -77,10 +77,13 @@ class OutpostServer:
     # waiting READY_TIMEOUT_S again for every test module.
     earlier_timeout: str | None = None
 
-    def __init__(self, data_dir: Path, log_dir: Path | None = None) -> None:
+    def __init__(self, data_dir: Path, log_dir: Path | None = None, config_text: str | None = None) -> None:
         self.binary = outpost_binary()
         self.data_dir = Path(data_dir)
         self.log_dir = Path(log_dir) if log_dir else self.data_dir.parent / "logs"
+        # Optional TOML for `serve --config` (e.g. `[file_upload.external]`); the listener flags
+        # and --data-dir below still override it. None: no file, as before.
+        self.config_text = config_text
         self.process: subprocess.Popen | None = None
         self.starts = 0
         self.stdout_path: Path | None = None
@@ -114,8 +117,14 @@ class OutpostServer:
         self.starts += 1
         self.stdout_path = self.log_dir / f"serve-{self.starts}.stdout"
         self.stderr_path = self.log_dir / f"serve-{self.starts}.stderr"
+        config_args: list[str] = []
+        if self.config_text is not None:
+            config_path = self.data_dir.parent / "outpost.toml"
+            config_path.write_text(self.config_text)
+            config_args = ["--config", str(config_path)]
         cmd = [
             str(self.binary),
+            *config_args,
             "serve",
             "--data-dir",
             str(self.data_dir),

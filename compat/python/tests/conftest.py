@@ -82,9 +82,10 @@ class Hub:
 
 
 @contextmanager
-def running_hub(data_dir):
-    """Starts a fresh server on `data_dir` and stops it (SIGTERM, then kill) afterwards."""
-    server = OutpostServer(data_dir)
+def running_hub(data_dir, config_text: str | None = None):
+    """Starts a fresh server on `data_dir` (with `config_text` as its `--config` TOML, if given)
+    and stops it (SIGTERM, then kill) afterwards."""
+    server = OutpostServer(data_dir, config_text=config_text)
     server.start()
     try:
         with ca_bundle(server.ca_path):

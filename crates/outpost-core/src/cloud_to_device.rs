@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outpost_model::{DeviceId, HubName, ModuleId, Timestamp};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::access::{Caller, Permission};
 use crate::c2d::{
@@ -68,7 +68,7 @@ impl C2dDestination {
 }
 
 /// The outcome a feedback record reports (`statusCode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FeedbackStatus {
     /// The device completed the message.
     Success,
@@ -83,7 +83,7 @@ pub enum FeedbackStatus {
 }
 
 /// One feedback record, in Azure's JSON shape (§6).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FeedbackRecord {
     /// The message id of the original message.
@@ -127,12 +127,14 @@ fn wants_feedback(ack: FeedbackAck, status: FeedbackStatus) -> bool {
 }
 
 impl CloudToDevice {
-    /// Builds the service.
+    /// Builds the service; `feedback` is the durable queue of feedback records (opened with
+    /// `settings.max_feedback_records`).
     pub fn new(
         queue: Arc<dyn CloudToDeviceQueue>,
         registry: Arc<Registry>,
         clock: Arc<dyn Clock>,
         settings: C2dSettings,
+        feedback: ServiceBoundQueue<FeedbackRecord>,
     ) -> Self {
         let presence = registry.presence().clone();
         Self {
@@ -141,7 +143,7 @@ impl CloudToDevice {
             presence,
             clock,
             settings,
-            feedback: ServiceBoundQueue::new(settings.max_feedback_records),
+            feedback,
         }
     }
 
@@ -259,7 +261,7 @@ impl CloudToDevice {
                 DeadReason::Expired => FeedbackStatus::Expired,
                 DeadReason::DeliveryCountExceeded => FeedbackStatus::DeliveryCountExceeded,
             };
-            self.record_identity_feedback(identity, dead, status);
+            self.record_identity_feedback(identity, dead, status).await;
         }
         Ok(outcome.locked)
     }
@@ -275,7 +277,8 @@ impl CloudToDevice {
             .complete(&identity.hub.name, &target, token, self.clock.now())
             .await
             .map_err(lock_lost)?;
-        self.record_identity_feedback(identity, &done, FeedbackStatus::Success);
+        self.record_identity_feedback(identity, &done, FeedbackStatus::Success)
+            .await;
         Ok(())
     }
 
@@ -290,7 +293,8 @@ impl CloudToDevice {
             .reject(&identity.hub.name, &target, token, self.clock.now())
             .await
             .map_err(lock_lost)?;
-        self.record_identity_feedback(identity, &done, FeedbackStatus::Rejected);
+        self.record_identity_feedback(identity, &done, FeedbackStatus::Rejected)
+            .await;
         Ok(())
     }
 
@@ -326,7 +330,8 @@ impl CloudToDevice {
                 &record.generation_id,
                 message,
                 FeedbackStatus::Purged,
-            );
+            )
+            .await;
         }
         Ok(purged.len())
     }
@@ -355,7 +360,8 @@ impl CloudToDevice {
                 Ok(Some(stored)) => stored.value.device.generation_id,
                 _ => String::new(),
             };
-            self.record_feedback(hub, &target.device, &generation, message, FeedbackStatus::Expired);
+            self.record_feedback(hub, &target.device, &generation, message, FeedbackStatus::Expired)
+                .await;
         }
         Ok(expired.len())
     }
@@ -365,7 +371,7 @@ impl CloudToDevice {
         &self.feedback
     }
 
-    fn record_identity_feedback(
+    async fn record_identity_feedback(
         &self,
         identity: &DeviceIdentity,
         message: &QueuedMessage,
@@ -377,10 +383,13 @@ impl CloudToDevice {
             &identity.generation_id,
             message,
             status,
-        );
+        )
+        .await;
     }
 
-    fn record_feedback(
+    /// Records the feedback a message's sender asked for. The message's outcome is already
+    /// settled, so a failure to store the record is logged, not returned.
+    async fn record_feedback(
         &self,
         hub: &HubName,
         device: &DeviceId,
@@ -399,7 +408,9 @@ impl CloudToDevice {
             device_id: device.to_string(),
             enqueued_time_utc: self.clock.now().to_string(),
         };
-        self.feedback.push(hub, record);
+        if let Err(error) = self.feedback.push(hub, record).await {
+            tracing::warn!(%hub, %device, error = %error, "feedback record not stored");
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use outpost_auth::{seal, unseal};
 use outpost_model::HubName;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::blobs::Blobs;
 use crate::devices::DeviceIdentity;
@@ -25,9 +25,6 @@ pub struct FileUploadSettings {
     /// Whether successful uploads are reported to the file-notification receivers (Azure's
     /// "receive notifications for uploaded files", on by default here).
     pub notifications: bool,
-    /// Notifications kept per hub for receivers (Azure keeps file notifications for an hour;
-    /// Outpost bounds them by count, dropping the oldest).
-    pub max_notifications: usize,
     /// How long a device may take between asking for a slot and reporting the outcome.
     pub notify_within: Duration,
 }
@@ -36,7 +33,6 @@ impl Default for FileUploadSettings {
     fn default() -> Self {
         Self {
             notifications: true,
-            max_notifications: 10_000,
             notify_within: Duration::from_secs(24 * 3600),
         }
     }
@@ -70,7 +66,7 @@ pub struct UploadOutcome {
 }
 
 /// A file-upload notification, in Azure's JSON shape (wire contract §6).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FileNotification {
     /// The uploading device.
@@ -92,7 +88,7 @@ pub struct FileUploads {
     blobs: Arc<Blobs>,
     clock: Arc<dyn Clock>,
     settings: FileUploadSettings,
-    notifications: ServiceBoundQueue<FileNotification>,
+    notifications: Arc<ServiceBoundQueue<FileNotification>>,
 }
 
 impl std::fmt::Debug for FileUploads {
@@ -104,14 +100,30 @@ impl std::fmt::Debug for FileUploads {
 }
 
 impl FileUploads {
-    /// Builds the service over the blob storage.
-    pub fn new(blobs: Arc<Blobs>, clock: Arc<dyn Clock>, settings: FileUploadSettings) -> Self {
+    /// Builds the service over the blob storage and the durable queue of notifications.
+    pub fn new(
+        blobs: Arc<Blobs>,
+        clock: Arc<dyn Clock>,
+        settings: FileUploadSettings,
+        notifications: Arc<ServiceBoundQueue<FileNotification>>,
+    ) -> Self {
         Self {
             blobs,
             clock,
             settings,
-            notifications: ServiceBoundQueue::new(settings.max_notifications),
+            notifications,
         }
+    }
+
+    /// Returns the same service over other blob storage settings (same notifications).
+    #[must_use]
+    pub fn with_blobs(&self, blobs: Arc<Blobs>) -> Self {
+        Self::new(
+            blobs,
+            self.clock.clone(),
+            self.settings,
+            self.notifications.clone(),
+        )
     }
 
     /// The notifications waiting for the hubs' file-notification receivers.
@@ -153,13 +165,14 @@ impl FileUploads {
         })
     }
 
-    /// Takes a device's report of an upload; a successful one is recorded as a notification for
-    /// the hub's file-notification receivers (when enabled). A failed one is only logged: Azure
-    /// notifies back ends of completed uploads only.
+    /// Takes a device's report of an upload; a successful one is recorded, durably, as a
+    /// notification for the hub's file-notification receivers (when enabled). A failed one is
+    /// only logged: Azure notifies back ends of completed uploads only.
     ///
     /// # Errors
     /// `InvalidArgument` when the correlation id is not one this hub gave this device, or is past
-    /// its deadline, or when a success is reported for a blob the built-in endpoint does not hold.
+    /// its deadline, or when a success is reported for a blob the built-in endpoint does not hold;
+    /// storage failures.
     pub async fn finish(
         &self,
         identity: &DeviceIdentity,
@@ -201,17 +214,19 @@ impl FileUploads {
             }
         };
         if self.settings.notifications {
-            self.notifications.push(
-                &hub.name,
-                FileNotification {
-                    device_id: identity.device_id.to_string(),
-                    blob_uri: self.blobs.blob_uri(hub, blob_name),
-                    blob_name: blob_name.to_owned(),
-                    last_updated_time: last_updated.to_string(),
-                    blob_size_in_bytes: size,
-                    enqueued_time_utc: now.to_string(),
-                },
-            );
+            self.notifications
+                .push(
+                    &hub.name,
+                    FileNotification {
+                        device_id: identity.device_id.to_string(),
+                        blob_uri: self.blobs.blob_uri(hub, blob_name),
+                        blob_name: blob_name.to_owned(),
+                        last_updated_time: last_updated.to_string(),
+                        blob_size_in_bytes: size,
+                        enqueued_time_utc: now.to_string(),
+                    },
+                )
+                .await?;
         }
         Ok(())
     }

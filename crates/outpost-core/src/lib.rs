@@ -59,13 +59,17 @@ pub use metrics::{AmqpTraffic, HubGauges, Metrics};
 pub use outpost_model::{ErrorCode, HasErrorCode};
 pub use ports::{
     AppendedEvent, Clock, DeviceCounts, DeviceRecord, EventLog, Expected, HubStore, LogPosition,
-    ModuleRecord, PartitionInfo, RegistryStore, Retention, Revision, SessionStore, Stored, StoredEvent,
-    SystemClock,
+    ModuleRecord, PartitionInfo, RegistryStore, Retention, Revision, ServiceBoundKind, ServiceBoundStore,
+    SessionStore, Stored, StoredEvent, StoredRecord, SystemClock,
 };
 pub use presence::{DeviceCommand, IdentityKey, MethodInvocation, MethodOutcome, Presence, Registration};
 pub use registry::{DeviceSpec, ModuleSpec, Registry};
-pub use service_bound::ServiceBoundQueue;
+pub use service_bound::{ServiceBoundQueue, Taken};
 pub use twins::TwinWrite;
+
+/// File-upload notifications kept waiting per hub (Azure keeps them an hour; Outpost bounds them
+/// by count, dropping the oldest).
+pub const MAX_FILE_NOTIFICATIONS: usize = 10_000;
 
 /// The storage backends one server runs on; `outpost-server` builds them from config.
 #[derive(Clone)]
@@ -80,6 +84,8 @@ pub struct Backends {
     pub c2d: Arc<dyn CloudToDeviceQueue>,
     /// File-upload blobs (the built-in blob endpoint).
     pub blobs: Arc<dyn BlobStore>,
+    /// Feedback records and file-upload notifications waiting for back ends.
+    pub service_bound: Arc<dyn ServiceBoundStore>,
     /// Wall-clock time.
     pub clock: Arc<dyn Clock>,
 }
@@ -150,21 +156,35 @@ impl Outpost {
         ));
         // Locks belonged to connections of the previous run; their messages are deliverable again.
         backends.c2d.release_all_locks().await?;
+        let feedback = ServiceBoundQueue::open(
+            backends.service_bound.clone(),
+            ServiceBoundKind::Feedback,
+            c2d_settings.max_feedback_records,
+        )
+        .await?;
         let c2d = Arc::new(CloudToDevice::new(
             backends.c2d,
             registry.clone(),
             backends.clock.clone(),
             c2d_settings,
+            feedback,
         ));
         let blobs = Arc::new(Blobs::new(
             backends.blobs,
             backends.clock.clone(),
             BlobSettings::default(),
         ));
+        let notifications = ServiceBoundQueue::open(
+            backends.service_bound,
+            ServiceBoundKind::FileNotifications,
+            MAX_FILE_NOTIFICATIONS,
+        )
+        .await?;
         let files = Arc::new(FileUploads::new(
             blobs.clone(),
             backends.clock.clone(),
             FileUploadSettings::default(),
+            Arc::new(notifications),
         ));
         Ok(Self {
             hubs,
@@ -182,11 +202,7 @@ impl Outpost {
     #[must_use]
     pub fn with_blob_settings(mut self, settings: BlobSettings) -> Self {
         self.blobs = Arc::new(self.blobs.with_settings(settings));
-        self.files = Arc::new(FileUploads::new(
-            self.blobs.clone(),
-            self.clock.clone(),
-            FileUploadSettings::default(),
-        ));
+        self.files = Arc::new(self.files.with_blobs(self.blobs.clone()));
         self
     }
 

@@ -292,3 +292,60 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Removes the state of a client (a clean-session connection).
     async fn delete_session(&self, hub: &HubName, client_id: &str) -> Result<(), StoreError>;
 }
+
+/// The service-bound queues a hub keeps for back ends (wire contract §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServiceBoundKind {
+    /// Delivery feedback of cloud-to-device messages.
+    Feedback,
+    /// File-upload notifications.
+    FileNotifications,
+}
+
+impl ServiceBoundKind {
+    /// The kind's number in storage keys.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Feedback => 1,
+            Self::FileNotifications => 2,
+        }
+    }
+}
+
+/// A stored service-bound record: opaque bytes the queue encodes, numbered per hub and kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// The hub.
+    pub hub: HubName,
+    /// The record's number: increasing per hub and kind, never reused while records remain.
+    pub number: u64,
+    /// The encoded record.
+    pub record: Vec<u8>,
+}
+
+/// Durable service-bound queues: a record is kept from when the hub acknowledges what produced it
+/// until a receiver completes it, across restarts. Removed with the hub.
+#[async_trait]
+pub trait ServiceBoundStore: Send + Sync + 'static {
+    /// Appends `records` to the hub's queue of `kind`, durably; returns their numbers in order.
+    ///
+    /// # Errors
+    /// `ParentMissing` when the hub does not exist.
+    async fn append_records(
+        &self,
+        hub: &HubName,
+        kind: ServiceBoundKind,
+        records: Vec<Vec<u8>>,
+    ) -> Result<Vec<u64>, StoreError>;
+
+    /// Removes records by number (completed or dropped); unknown numbers are ignored.
+    async fn remove_records(
+        &self,
+        hub: &HubName,
+        kind: ServiceBoundKind,
+        numbers: Vec<u64>,
+    ) -> Result<(), StoreError>;
+
+    /// Returns every stored record of `kind`, by hub and then number.
+    async fn load_records(&self, kind: ServiceBoundKind) -> Result<Vec<StoredRecord>, StoreError>;
+}

@@ -183,7 +183,12 @@ pub(crate) async fn feedback(
     Query(query): Query<TakeQuery>,
 ) -> Result<Response, ApiError> {
     let hub = find_hub(&state, &name)?;
-    let records = state.outpost.c2d.feedback().take(&hub.name, query.max());
+    let records = state
+        .outpost
+        .c2d
+        .feedback()
+        .take_completed(&hub.name, query.max())
+        .await?;
     Ok(Json(records).into_response())
 }
 
@@ -194,6 +199,11 @@ pub(crate) async fn file_notifications(
     Query(query): Query<TakeQuery>,
 ) -> Result<Response, ApiError> {
     let hub = find_hub(&state, &name)?;
-    let notifications = state.outpost.files.notifications().take(&hub.name, query.max());
+    let notifications = state
+        .outpost
+        .files
+        .notifications()
+        .take_completed(&hub.name, query.max())
+        .await?;
     Ok(Json(notifications).into_response())
 }

@@ -104,6 +104,7 @@ impl Server {
             registry: Arc::new(store.clone()),
             events: events.clone(),
             c2d: Arc::new(store.clone()),
+            service_bound: Arc::new(store.clone()),
             blobs: Arc::new(
                 outpost_store::EmbeddedBlobStore::open(&data_dir.join("blobs"))
                     .map_err(ServerError::Store)?,

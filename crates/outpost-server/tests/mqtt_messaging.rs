@@ -167,7 +167,11 @@ async fn cloud_to_device_messages_are_delivered_in_order_completed_by_puback_and
     client.send(Packet::PingReq).await;
     assert_eq!(client.next().await, Some(Packet::PingResp));
     assert_eq!(c2d_service.depth(&hub.name, &device).await.unwrap(), 0);
-    let feedback = c2d_service.feedback().take(&hub.name, 10);
+    let feedback = c2d_service
+        .feedback()
+        .take_completed(&hub.name, 10)
+        .await
+        .unwrap();
     assert_eq!(feedback.len(), 1, "only m1 asked for feedback");
     assert_eq!(feedback[0].original_message_id, "m1");
     assert_eq!(feedback[0].status_code, outpost_core::FeedbackStatus::Success);

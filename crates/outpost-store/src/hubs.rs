@@ -67,6 +67,7 @@ impl HubStore for EmbeddedStore {
             tx.open_table(DEVICE_COUNTS)?.remove(hub)?;
             tx.open_table(crate::sessions::SESSIONS)?
                 .retain_in((hub, "")..(end.as_str(), ""), |_, _| false)?;
+            crate::service_bound::delete_hub_records(tx, hub)?;
             Ok(())
         })
         .await

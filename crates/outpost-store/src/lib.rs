@@ -13,6 +13,7 @@
 //! * `hubs`: `HubStore`, including the cascading `delete_hub`.
 //! * `registry`: `RegistryStore`: devices and modules.
 //! * `c2d`: `CloudToDeviceQueue`: per-device and per-module peek-lock queues in the same database.
+//! * `service_bound`: `ServiceBoundStore`: feedback records and file-upload notifications.
 //! * `counts`: per-hub device counts, maintained in the device write transactions.
 //! * `error`: the transaction error and its translation into `StoreError`.
 //! * `blobs`: [`EmbeddedBlobStore`], the `BlobStore` port (file uploads) on plain files.
@@ -30,6 +31,7 @@ mod group_commit;
 mod hubs;
 mod registry;
 mod revision;
+mod service_bound;
 mod sessions;
 mod store;
 mod tables;

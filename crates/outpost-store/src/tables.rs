@@ -9,6 +9,8 @@
 //! | `devices`       | `(hub, device id)`           | `(revision, enabled, DeviceRecord JSON)`   |
 //! | `modules`       | `(hub, device id, module id)`| `(revision, ModuleRecord JSON)`            |
 //! | `device_counts` | hub name                     | `(total, enabled, disabled)`               |
+//! | `sessions`      | `(hub, client id)`           | opaque MQTT session state                  |
+//! | `service_bound` | `(hub, kind, number)`        | feedback record / file notification JSON   |
 //!
 //! `enabled` mirrors `device.status` so that counts can be adjusted without decoding the old
 //! record. A hub's row in `device_counts` is absent when the hub has no devices.

@@ -324,10 +324,12 @@ impl Connection {
         }
         match self.links.get(&link).map(|state| &state.role) {
             Some(LinkRole::Service(ServiceLink::Feedback(_))) => {
-                self.settle_outbound::<FeedbackRecord>(link, delivery, state);
+                self.settle_outbound::<FeedbackRecord>(link, delivery, state)
+                    .await;
             }
             Some(LinkRole::Service(ServiceLink::FileNotifications(_))) => {
-                self.settle_outbound::<FileNotification>(link, delivery, state);
+                self.settle_outbound::<FileNotification>(link, delivery, state)
+                    .await;
             }
             _ => {}
         }
@@ -501,7 +503,11 @@ mod tests {
             device_id: "d1".into(),
             enqueued_time_utc: "2025-01-01T00:00:00Z".into(),
         };
-        let message = Message::decode(outbound::outbound_message(&[record])).unwrap();
+        let message = Message::decode(outbound::outbound_message(&[outpost_core::Taken {
+            number: 0,
+            record,
+        }]))
+        .unwrap();
         let properties = message.properties.unwrap();
         assert_eq!(
             properties.content_type.unwrap().as_str(),

@@ -40,12 +40,14 @@ mod devices;
 mod event_log;
 mod hubs;
 mod registry_views;
+mod service_bound;
 
 pub use c2d::*;
 pub use devices::*;
 pub use event_log::*;
 pub use hubs::*;
 pub use registry_views::*;
+pub use service_bound::*;
 
 /// Expands to one `#[tokio::test]` per conformance body, each on a fresh store.
 ///
@@ -174,6 +176,32 @@ macro_rules! c2d_conformance_suite {
     };
     ($make:expr) => {
         $crate::c2d_conformance_suite!(with_guard: ($make, ()));
+    };
+}
+
+/// Expands to one `#[tokio::test]` per service-bound conformance body, each on a fresh store (a
+/// `ServiceBoundStore` that is also a `HubStore` and `Clone`).
+#[macro_export]
+macro_rules! service_bound_conformance_suite {
+    (@tests $make:expr; $($body:ident),+ $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $body() {
+                let (store, _guard) = $make;
+                $crate::testing::$body(&store).await;
+            }
+        )+
+    };
+    (with_guard: $make:expr) => {
+        $crate::service_bound_conformance_suite!(@tests $make;
+            service_bound_records_are_numbered_and_kept_per_hub_and_kind,
+            service_bound_records_go_with_their_hub,
+            service_bound_queue_keeps_what_was_not_completed,
+            service_bound_queue_drops_its_oldest_record_when_full,
+        );
+    };
+    ($make:expr) => {
+        $crate::service_bound_conformance_suite!(with_guard: ($make, ()));
     };
 }
 

@@ -57,7 +57,8 @@ impl Fixture {
             hubs: Arc::new(store.clone()),
             registry: Arc::new(store.clone()),
             events: Arc::new(events),
-            c2d: Arc::new(store),
+            c2d: Arc::new(store.clone()),
+            service_bound: Arc::new(store),
             blobs: Arc::new(outpost_store::EmbeddedBlobStore::open(blobs_dir.path()).unwrap()),
             clock: Arc::new(SystemClock),
         };

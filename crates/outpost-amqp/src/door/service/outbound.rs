@@ -1,14 +1,14 @@
 //! Service-bound receivers (wire reference §6): the feedback link and the file-notification link
-//! send records of a hub's [`ServiceBoundQueue`] unsettled, as credit allows and as soon as they
-//! are recorded. `accepted` completes a message; `released`/`modified` (or the link going away
-//! first) puts its records back for redelivery, in order; `rejected` drops them (Azure
-//! dead-letters them).
+//! send records of a hub's durable [`ServiceBoundQueue`] unsettled, as credit allows and as soon
+//! as they are recorded. `accepted` completes a message's records (removed for good);
+//! `released`/`modified` (or the link going away first) puts them back for redelivery, in order;
+//! `rejected` removes them too (Azure dead-letters them).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use outpost_core::{FeedbackRecord, FileNotification, Outpost, ServiceBoundQueue};
+use outpost_core::{FeedbackRecord, FileNotification, Outpost, ServiceBoundQueue, Taken};
 use outpost_model::HubName;
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
@@ -23,7 +23,7 @@ use crate::message::{Body, Message, MessageId, Properties};
 pub(super) const FEEDBACK_CONTENT_TYPE: &str = "application/vnd.microsoft.iothub.feedback.json";
 
 /// A record a service-bound link carries.
-pub(in crate::door) trait Outbound: Sized {
+pub(in crate::door) trait Outbound: Sized + Clone {
     /// The node the records are received from.
     const KIND: ServiceKind;
     /// Most records in one message.
@@ -93,9 +93,9 @@ impl Outbound for FileNotification {
 pub(in crate::door) struct OutboundLink<T> {
     hub: HubName,
     /// Messages sent and not yet settled, by delivery.
-    in_flight: HashMap<DeliveryId, Vec<T>>,
+    in_flight: HashMap<DeliveryId, Vec<Taken<T>>>,
     /// Records taken but not sent yet (the session window was full), sent first.
-    held: Vec<T>,
+    held: Vec<Taken<T>>,
     /// Records per message; halved when the receiver's max-message-size refuses a batch.
     max_batch: usize,
     /// Wakes the link when records are added.
@@ -120,7 +120,7 @@ impl<T: Outbound> OutboundLink<T> {
         self.task.abort();
         let mut batches: Vec<_> = self.in_flight.into_iter().collect();
         batches.sort_by_key(|(delivery, _)| delivery.0);
-        let mut records: Vec<T> = batches.into_iter().flat_map(|(_, batch)| batch).collect();
+        let mut records: Vec<Taken<T>> = batches.into_iter().flat_map(|(_, batch)| batch).collect();
         records.extend(self.held);
         T::queue(outpost).put_back(&self.hub, records);
     }
@@ -128,7 +128,7 @@ impl<T: Outbound> OutboundLink<T> {
 
 impl Connection {
     /// The receiver settled a message of a service-bound link.
-    pub(super) fn settle_outbound<T: Outbound>(
+    pub(super) async fn settle_outbound<T: Outbound>(
         &mut self,
         link: LinkId,
         delivery: DeliveryId,
@@ -143,20 +143,25 @@ impl Connection {
         let Some(records) = outbound.in_flight.remove(&delivery) else {
             return;
         };
+        let hub = outbound.hub.clone();
+        let queue = T::queue(&self.context.outpost);
         match state {
-            Some(DeliveryState::Accepted) => {}
-            Some(DeliveryState::Rejected { .. }) => {
-                tracing::info!(
-                    records = records.len(),
-                    node = T::KIND.path(),
-                    "amqp service-bound message rejected by the receiver: dropped"
-                );
+            Some(DeliveryState::Accepted | DeliveryState::Rejected { .. }) => {
+                if matches!(state, Some(DeliveryState::Rejected { .. })) {
+                    tracing::info!(
+                        records = records.len(),
+                        node = T::KIND.path(),
+                        "amqp service-bound message rejected by the receiver: dropped"
+                    );
+                }
+                let numbers = records.iter().map(|taken| taken.number).collect();
+                if let Err(error) = queue.complete(&hub, numbers).await {
+                    // Still stored: delivered again after a restart (at least once).
+                    tracing::warn!(%error, node = T::KIND.path(), "completed service-bound records not removed");
+                }
             }
             // Released, modified, or settled without an outcome: delivered again later.
-            _ => {
-                let hub = outbound.hub.clone();
-                T::queue(&self.context.outpost).put_back(&hub, records);
-            }
+            _ => queue.put_back(&hub, records),
         }
     }
 
@@ -176,7 +181,7 @@ impl Connection {
             let Some(outbound) = T::link(service) else {
                 return;
             };
-            let batch: Vec<T> = if outbound.held.is_empty() {
+            let batch: Vec<Taken<T>> = if outbound.held.is_empty() {
                 T::queue(&outpost).take(&outbound.hub, outbound.max_batch)
             } else {
                 let count = outbound.held.len().min(outbound.max_batch);
@@ -232,7 +237,8 @@ async fn wake_on_records(mut added: watch::Receiver<u64>, link: LinkId, feed: mp
 }
 
 /// A service-bound message: the records' JSON in a data section (wire reference §6).
-pub(super) fn outbound_message<T: Outbound>(batch: &[T]) -> Bytes {
+pub(super) fn outbound_message<T: Outbound>(batch: &[Taken<T>]) -> Bytes {
+    let records: Vec<T> = batch.iter().map(|taken| taken.record.clone()).collect();
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let number = NEXT.fetch_add(1, Ordering::Relaxed);
     Message {
@@ -247,7 +253,7 @@ pub(super) fn outbound_message<T: Outbound>(batch: &[T]) -> Bytes {
             content_encoding: Some("utf-8".into()),
             ..Properties::default()
         }),
-        body: Body::Data(vec![Bytes::from(T::body(batch))]),
+        body: Body::Data(vec![Bytes::from(T::body(&records))]),
         ..Message::default()
     }
     .to_bytes()
