@@ -143,6 +143,9 @@ pub enum CoreError {
     /// A concurrent writer kept winning; the caller may retry.
     #[error("the record kept changing concurrently")]
     Contention,
+    /// A query or condition does not parse or type.
+    #[error("the query is not valid: {0}")]
+    Query(#[from] outpost_query::QueryError),
 }
 
 impl HasErrorCode for CoreError {
@@ -166,6 +169,7 @@ impl HasErrorCode for CoreError {
             Self::MessageLockLost => ErrorCode::DeviceMessageLockLost,
             Self::MethodTimeout(_) => ErrorCode::GatewayTimeout,
             Self::Contention => ErrorCode::ServiceUnavailable,
+            Self::Query(_) => ErrorCode::ArgumentInvalid,
         }
     }
 }

@@ -14,6 +14,8 @@
 //! * [`c2d`], [`cloud_to_device`]: cloud-to-device queue port, sending, delivery, feedback.
 //! * [`devices`]: device connections: authentication and telemetry into the event log.
 //! * [`methods`]: direct methods invoked on connected identities.
+//! * [`query`]: registry queries (`POST /devices/query`) over twins, paged.
+//! * [`query`]: registry queries (`POST /devices/query`) over twins, paged.
 //! * [`presence`]: connected identities and the commands pushed to them.
 //! * [`service_bound`]: per-hub queues for back ends (feedback, file-upload notifications).
 //! * [`metrics`]: Prometheus counters and the timed store decorator.
@@ -34,6 +36,7 @@ pub mod methods;
 pub mod metrics;
 pub mod ports;
 pub mod presence;
+pub mod query;
 pub mod registry;
 pub mod service_bound;
 #[cfg(any(test, feature = "testing"))]
@@ -63,6 +66,7 @@ pub use ports::{
     SessionStore, Stored, StoredEvent, StoredRecord, SystemClock,
 };
 pub use presence::{DeviceCommand, IdentityKey, MethodInvocation, MethodOutcome, Presence, Registration};
+pub use query::{ItemType, QueryPage};
 pub use registry::{DeviceSpec, ModuleSpec, Registry};
 pub use service_bound::{ServiceBoundQueue, Taken};
 pub use twins::TwinWrite;

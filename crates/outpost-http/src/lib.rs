@@ -6,6 +6,7 @@
 //! once, in [`error`].
 //!
 //! * [`service`]: devices, modules, twins, bulk, statistics (wire contract §5).
+//! * [`query`]: `POST /devices/query`, the query language with Azure's paging headers.
 //! * [`operator`]: hubs, connection strings, metrics, and forwarding to the service routes.
 //! * [`device`]: the device side over HTTPS: telemetry, cloud-to-device, file upload (§4).
 //! * [`blob`]: the built-in blob endpoint of file uploads (`/fileuploads`, Azure Blob REST API).
@@ -24,6 +25,7 @@ pub mod device;
 pub mod error;
 pub mod events;
 pub mod operator;
+pub mod query;
 pub mod request;
 pub mod service;
 

@@ -23,7 +23,10 @@ pub fn routes() -> Router<ServiceState> {
         .route("/devices/", get(list_devices).post(bulk))
         .route(
             "/devices/{id}",
-            get(get_device).put(put_device).delete(delete_device),
+            get(get_device)
+                .put(put_device)
+                .delete(delete_device)
+                .post(crate::query::post_on_device),
         )
         .route("/devices/{id}/modules", get(list_modules))
         .route("/devices/{id}/commands", axum::routing::delete(crate::c2d::purge))

@@ -3,7 +3,7 @@
 //! itself. The logic is `outpost_amqp::fuzz_round_trip`, also replayed on the checked-in seeds by
 //! `tests/codec_fuzz_seeds.rs`.
 //!
-//! Run: `bash scripts/fuzz` (both targets, bounded), or
+//! Run: `bash scripts/fuzz` (every target, bounded), or
 //! `cd crates/outpost-amqp/fuzz && cargo fuzz run decode --sanitizer none <corpus-dir> seeds`
 //! (new inputs go to the first directory; `seeds` is only read).
 
