@@ -204,6 +204,16 @@ impl Registry {
         })
     }
 
+    /// Validates and applies one import item (a line of an import job's `devices.txt`); its
+    /// failure concerns that item only.
+    ///
+    /// # Errors
+    /// Why the item was refused or failed, as [`Registry::bulk`] reports it per item.
+    pub(crate) async fn import_item(&self, caller: &Caller, index: usize, item: BulkItem) -> Result<(), CoreError> {
+        let valid = validate(index, item)?;
+        self.apply_bulk_item(caller, &valid).await
+    }
+
     async fn apply_bulk_item(&self, caller: &Caller, valid: &ValidItem) -> Result<(), CoreError> {
         let ValidItem {
             device,

@@ -143,6 +143,9 @@ pub enum CoreError {
     /// A concurrent writer kept winning; the caller may retry.
     #[error("the record kept changing concurrently")]
     Contention,
+    /// The job does not exist.
+    #[error("job '{0}' not found")]
+    JobNotFound(String),
     /// A query or condition does not parse or type.
     #[error("the query is not valid: {0}")]
     Query(#[from] outpost_query::QueryError),
@@ -170,6 +173,7 @@ impl HasErrorCode for CoreError {
             Self::MethodTimeout(_) => ErrorCode::GatewayTimeout,
             Self::Contention => ErrorCode::ServiceUnavailable,
             Self::Query(_) => ErrorCode::ArgumentInvalid,
+            Self::JobNotFound(_) => ErrorCode::JobNotFound,
         }
     }
 }

@@ -14,6 +14,7 @@
 //! * [`c2d`], [`cloud_to_device`]: cloud-to-device queue port, sending, delivery, feedback.
 //! * [`devices`]: device connections: authentication and telemetry into the event log.
 //! * [`methods`]: direct methods invoked on connected identities.
+//! * [`registry_jobs`]: import and export jobs (`/jobs/create`).
 //! * [`query`]: registry queries (`POST /devices/query`) over twins, paged.
 //! * [`query`]: registry queries (`POST /devices/query`) over twins, paged.
 //! * [`presence`]: connected identities and the commands pushed to them.
@@ -38,6 +39,7 @@ pub mod ports;
 pub mod presence;
 pub mod query;
 pub mod registry;
+pub mod registry_jobs;
 pub mod service_bound;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -119,6 +121,8 @@ pub struct Outpost {
     pub blobs: Arc<Blobs>,
     /// File upload: slots for devices and notifications for back ends.
     pub files: Arc<FileUploads>,
+    /// Import and export jobs.
+    pub registry_jobs: Arc<registry_jobs::RegistryJobs>,
     /// Wall-clock time.
     pub clock: Arc<dyn Clock>,
 }
@@ -190,6 +194,12 @@ impl Outpost {
             FileUploadSettings::default(),
             Arc::new(notifications),
         ));
+        let registry_jobs = Arc::new(registry_jobs::RegistryJobs::new(
+            registry.clone(),
+            blobs.clone(),
+            backends.clock.clone(),
+            None,
+        ));
         Ok(Self {
             hubs,
             registry,
@@ -198,6 +208,7 @@ impl Outpost {
             metrics,
             blobs,
             files,
+            registry_jobs,
             clock: backends.clock,
         })
     }
@@ -207,6 +218,20 @@ impl Outpost {
     pub fn with_blob_settings(mut self, settings: BlobSettings) -> Self {
         self.blobs = Arc::new(self.blobs.with_settings(settings));
         self.files = Arc::new(self.files.with_blobs(self.blobs.clone()));
+        self.registry_jobs = Arc::new(self.registry_jobs.with_blobs(self.blobs.clone()));
+        self
+    }
+
+    /// Returns the services with `directory` as the place `file://` import and export
+    /// containers may point into.
+    #[must_use]
+    pub fn with_import_export_directory(mut self, directory: std::path::PathBuf) -> Self {
+        self.registry_jobs = Arc::new(registry_jobs::RegistryJobs::new(
+            self.registry.clone(),
+            self.blobs.clone(),
+            self.clock.clone(),
+            Some(directory),
+        ));
         self
     }
 
@@ -255,6 +280,7 @@ impl Outpost {
         self.telemetry.log().drop_hub(&hub.name).await?;
         self.blobs.store().drop_hub(hub.name.as_str()).await?;
         self.files.drop_hub(&hub.name);
+        self.registry_jobs.drop_hub(&hub.name);
         self.c2d.feedback().drop_hub(&hub.name);
         Ok(())
     }

@@ -6,6 +6,7 @@
 //! once, in [`error`].
 //!
 //! * [`service`]: devices, modules, twins, bulk, statistics (wire contract §5).
+//! * [`registry_jobs`]: import and export jobs (`/jobs/create`, `/jobs`, `/jobs/{id}`).
 //! * [`query`]: `POST /devices/query`, the query language with Azure's paging headers.
 //! * [`operator`]: hubs, connection strings, metrics, and forwarding to the service routes.
 //! * [`device`]: the device side over HTTPS: telemetry, cloud-to-device, file upload (§4).
@@ -26,6 +27,7 @@ pub mod error;
 pub mod events;
 pub mod operator;
 pub mod query;
+pub mod registry_jobs;
 pub mod request;
 pub mod service;
 

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::ServiceState;
 use crate::error::ApiError;
+use crate::request::IdPath;
 use crate::request::{AzureJson, ServiceCaller};
 
 /// The request body.
@@ -26,7 +27,7 @@ pub(crate) struct QuerySpecification {
 pub(crate) async fn post_on_device(
     State(state): State<ServiceState>,
     ServiceCaller(caller): ServiceCaller,
-    Path(id): Path<String>,
+    Path(IdPath { id }): Path<IdPath>,
     request: Request,
 ) -> Result<Response, ApiError> {
     if id != "query" {

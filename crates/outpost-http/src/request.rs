@@ -27,6 +27,14 @@ pub(crate) struct OperatorHub(pub Arc<Hub>);
 #[derive(Debug, Clone, Default)]
 pub struct ClientCertificates(pub Arc<Vec<Vec<u8>>>);
 
+/// A route's `{id}`, by name: a request the operator API forwards carries its own path
+/// parameters too, so positional `Path<String>` would not fit.
+#[derive(Debug, serde::Deserialize)]
+pub struct IdPath {
+    /// The `{id}` segment.
+    pub id: String,
+}
+
 /// The authenticated caller of a service request.
 #[derive(Debug)]
 pub struct ServiceCaller(pub Caller);

@@ -43,6 +43,12 @@ pub fn routes() -> Router<ServiceState> {
         )
         .route("/twins/{id}/methods", post(invoke_method))
         .route("/twins/{id}/modules/{mid}/methods", post(invoke_module_method))
+        .route("/jobs/create", post(crate::registry_jobs::create))
+        .route("/jobs", get(crate::registry_jobs::list))
+        .route(
+            "/jobs/{id}",
+            get(crate::registry_jobs::get).delete(crate::registry_jobs::cancel),
+        )
         .route("/statistics/devices", get(device_statistics))
         .route("/statistics/service", get(service_statistics))
 }

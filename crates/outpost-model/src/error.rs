@@ -29,6 +29,8 @@ pub enum ErrorCode {
     DeviceNotFound,
     /// The module does not exist.
     ModuleNotFound,
+    /// The job does not exist.
+    JobNotFound,
     /// The device is not connected (or not listening for direct methods).
     DeviceNotOnline,
     /// A device with this id exists already.
@@ -71,6 +73,7 @@ impl ErrorCode {
             Self::IotHubQuotaExceeded => "IotHubQuotaExceeded",
             Self::DeviceNotFound => "DeviceNotFound",
             Self::ModuleNotFound => "ModuleNotFound",
+            Self::JobNotFound => "JobNotFound",
             Self::DeviceNotOnline => "DeviceNotOnline",
             Self::DeviceAlreadyExists => "DeviceAlreadyExists",
             Self::ModuleAlreadyExistsOnDevice => "ModuleAlreadyExistsOnDevice",
@@ -103,6 +106,7 @@ impl ErrorCode {
             Self::IotHubQuotaExceeded => 403_002,
             Self::DeviceNotFound => 404_001,
             Self::ModuleNotFound => 404_010,
+            Self::JobNotFound => 404_002,
             Self::DeviceNotOnline => 404_103,
             Self::DeviceAlreadyExists => 409_001,
             Self::ModuleAlreadyExistsOnDevice => 409_301,

@@ -61,6 +61,9 @@ pub enum ServerError {
     },
 }
 
+/// The directory under the data dir that `file://` import and export containers must be in.
+pub const IMPORT_EXPORT_DIR: &str = "import-export";
+
 /// A running server.
 #[derive(Debug)]
 pub struct Server {
@@ -118,7 +121,14 @@ impl Server {
         let outpost = Outpost::start(backends, TwinLimits::default(), C2dSettings::default())
             .await
             .map_err(ServerError::Core)?
-            .with_blob_settings(blob_settings);
+            .with_blob_settings(blob_settings)
+            // `file://` import and export containers live here (docs/compatibility.md).
+            .with_import_export_directory(
+                // Absolute, as `file://` URIs are.
+                std::fs::canonicalize(&data_dir)
+                    .unwrap_or_else(|_| data_dir.clone())
+                    .join(IMPORT_EXPORT_DIR),
+            );
         if let Some(hub) = outpost
             .ensure_default_hub(&config.hub.default_host_name, config.hub.partition_count)
             .await

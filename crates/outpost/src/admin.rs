@@ -122,7 +122,10 @@ pub enum DeviceCommand {
         /// Use the secondary key.
         #[arg(long)]
         secondary: bool,
-    },
+    },    /// Exports every device and module identity with its twin (an export job).
+    Export(crate::import_export::ExportArgs),
+    /// Imports identities from `devices.txt` (an import job).
+    Import(crate::import_export::ImportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -345,6 +348,8 @@ fn device_summary(device: &Value) -> String {
 pub async fn device(global: &GlobalArgs, command: DeviceCommand) -> anyhow::Result<()> {
     let client = connect(global)?;
     match command {
+        DeviceCommand::Export(args) => crate::import_export::export(global, &client, args).await?,
+        DeviceCommand::Import(args) => crate::import_export::import(global, &client, args).await?,
         DeviceCommand::Create {
             device_id,
             hub,

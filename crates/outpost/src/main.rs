@@ -4,6 +4,7 @@
 //! * `serve`: configuration, logging, start, graceful stop on SIGINT/SIGTERM.
 //! * `client`: the operator API client (endpoint and token read from the data dir).
 //! * `admin`: `hub`, `device-identity`, `module-identity` and `twin` verbs.
+//! * `import_export`: `device-identity export|import`, registry import and export jobs.
 //! * `consumer_groups`: `hub consumer-group`, the built-in endpoint's consumer groups.
 //! * `monitor`: `monitor-events`, tailing a hub's built-in endpoint.
 
@@ -16,6 +17,7 @@
 mod admin;
 mod client;
 mod consumer_groups;
+mod import_export;
 mod monitor;
 mod serve;
 
