@@ -209,7 +209,12 @@ impl Registry {
     ///
     /// # Errors
     /// Why the item was refused or failed, as [`Registry::bulk`] reports it per item.
-    pub(crate) async fn import_item(&self, caller: &Caller, index: usize, item: BulkItem) -> Result<(), CoreError> {
+    pub(crate) async fn import_item(
+        &self,
+        caller: &Caller,
+        index: usize,
+        item: BulkItem,
+    ) -> Result<(), CoreError> {
         let valid = validate(index, item)?;
         self.apply_bulk_item(caller, &valid).await
     }

@@ -149,6 +149,21 @@ pub enum CoreError {
     /// A query or condition does not parse or type.
     #[error("the query is not valid: {0}")]
     Query(#[from] outpost_query::QueryError),
+    /// The configuration does not exist.
+    #[error("configuration '{0}' not found")]
+    ConfigurationNotFound(String),
+    /// A configuration with this id exists already.
+    #[error("configuration '{0}' exists already")]
+    ConfigurationAlreadyExists(String),
+    /// A per-hub quota would be exceeded.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// A required argument is missing.
+    #[error("{0}")]
+    ArgumentNull(String),
+    /// A scheduled job with this id exists already.
+    #[error("job '{0}' exists already")]
+    JobAlreadyExists(String),
 }
 
 impl HasErrorCode for CoreError {
@@ -173,7 +188,12 @@ impl HasErrorCode for CoreError {
             Self::MethodTimeout(_) => ErrorCode::GatewayTimeout,
             Self::Contention => ErrorCode::ServiceUnavailable,
             Self::Query(_) => ErrorCode::ArgumentInvalid,
+            Self::ConfigurationNotFound(_) => ErrorCode::ConfigurationNotFound,
+            Self::ConfigurationAlreadyExists(_) => ErrorCode::ConfigurationAlreadyExists,
+            Self::QuotaExceeded(_) => ErrorCode::IotHubQuotaExceeded,
             Self::JobNotFound(_) => ErrorCode::JobNotFound,
+            Self::ArgumentNull(_) => ErrorCode::ArgumentNull,
+            Self::JobAlreadyExists(_) => ErrorCode::JobAlreadyExists,
         }
     }
 }

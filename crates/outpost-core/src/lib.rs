@@ -18,6 +18,8 @@
 //! * [`query`]: registry queries (`POST /devices/query`) over twins, paged.
 //! * [`query`]: registry queries (`POST /devices/query`) over twins, paged.
 //! * [`presence`]: connected identities and the commands pushed to them.
+//! * [`jobs`]: scheduled jobs (`/jobs/v2`): twin updates and direct methods over many devices.
+//! * [`configurations`]: automatic device management and edge deployments, their reconciler.
 //! * [`service_bound`]: per-hub queues for back ends (feedback, file-upload notifications).
 //! * [`metrics`]: Prometheus counters and the timed store decorator.
 //! * [`error`]: [`CoreError`] (classified into `ErrorCode`) and [`StoreError`].
@@ -28,11 +30,13 @@ pub mod blobs;
 pub mod bulk;
 pub mod c2d;
 pub mod cloud_to_device;
+pub mod configurations;
 pub mod devices;
 pub mod error;
 pub mod file_upload;
 pub mod hubs;
 mod identity_records;
+pub mod jobs;
 pub mod methods;
 pub mod metrics;
 pub mod ports;
@@ -55,10 +59,12 @@ pub use c2d::{
     QueuedMessage,
 };
 pub use cloud_to_device::{C2dDestination, C2dSettings, CloudToDevice, FeedbackRecord, FeedbackStatus};
+pub use configurations::{ConfigurationStore, Configurations, MemoryConfigurationStore};
 pub use devices::{DeviceAuthMethod, DeviceCredential, DeviceIdentity, OutgoingMessage, Telemetry};
 pub use error::{AuthFailure, CoreError, StoreError};
 pub use file_upload::{FileNotification, FileUploadSettings, FileUploads, UploadOutcome, UploadSlot};
 pub use hubs::Hubs;
+pub use jobs::{JobSettings, JobStore, Jobs};
 pub use methods::{MethodCall, MethodResult};
 pub use metrics::{AmqpTraffic, HubGauges, Metrics};
 pub use outpost_model::{ErrorCode, HasErrorCode};
@@ -92,6 +98,8 @@ pub struct Backends {
     pub blobs: Arc<dyn BlobStore>,
     /// Feedback records and file-upload notifications waiting for back ends.
     pub service_bound: Arc<dyn ServiceBoundStore>,
+    /// Scheduled jobs and their device records.
+    pub jobs: Arc<dyn JobStore>,
     /// Wall-clock time.
     pub clock: Arc<dyn Clock>,
 }
@@ -121,8 +129,13 @@ pub struct Outpost {
     pub blobs: Arc<Blobs>,
     /// File upload: slots for devices and notifications for back ends.
     pub files: Arc<FileUploads>,
+    /// Automatic device management and edge deployments (in memory until
+    /// [`Outpost::with_configuration_store`] gives it a durable store).
+    pub configurations: Arc<Configurations>,
     /// Import and export jobs.
     pub registry_jobs: Arc<registry_jobs::RegistryJobs>,
+    /// Scheduled jobs (`/jobs/v2`); [`Jobs::drive`] runs their scheduler.
+    pub jobs: Arc<Jobs>,
     /// Wall-clock time.
     pub clock: Arc<dyn Clock>,
 }
@@ -151,6 +164,17 @@ impl Outpost {
             presence,
             backends.c2d.clone(),
         ));
+        // `devices.jobs` queries read the job store.
+        let _ = registry.job_store.set(backends.jobs.clone());
+        let jobs = Jobs::new(
+            backends.jobs.clone(),
+            registry.clone(),
+            hubs.clone(),
+            backends.clock.clone(),
+            metrics.clone(),
+            JobSettings::default(),
+        );
+        jobs.load().await?;
         for hub in hubs.list() {
             backends
                 .events
@@ -200,7 +224,13 @@ impl Outpost {
             backends.clock.clone(),
             None,
         ));
+        let configurations = Arc::new(Configurations::new(
+            Arc::new(MemoryConfigurationStore::default()),
+            registry.clone(),
+            hubs.clone(),
+        ));
         Ok(Self {
+            configurations,
             hubs,
             registry,
             telemetry,
@@ -209,6 +239,7 @@ impl Outpost {
             blobs,
             files,
             registry_jobs,
+            jobs,
             clock: backends.clock,
         })
     }
@@ -231,6 +262,17 @@ impl Outpost {
             self.blobs.clone(),
             self.clock.clone(),
             Some(directory),
+        ));
+        self
+    }
+
+    /// Returns the services with configurations kept in `store` (durable in a server).
+    #[must_use]
+    pub fn with_configuration_store(mut self, store: Arc<dyn ConfigurationStore>) -> Self {
+        self.configurations = Arc::new(Configurations::new(
+            store,
+            self.registry.clone(),
+            self.hubs.clone(),
         ));
         self
     }
@@ -276,6 +318,7 @@ impl Outpost {
             .hubs
             .by_name(name)
             .ok_or_else(|| CoreError::HubNotFound(name.to_owned()))?;
+        self.jobs.drop_hub(&hub.name).await?;
         self.hubs.delete(name).await?;
         self.telemetry.log().drop_hub(&hub.name).await?;
         self.blobs.store().drop_hub(hub.name.as_str()).await?;

@@ -46,6 +46,8 @@ pub struct Metrics {
     /// Per hub: accepted device-to-cloud messages and their body bytes.
     telemetry: Mutex<BTreeMap<HubName, (u64, u64)>>,
     amqp: Mutex<AmqpCounters>,
+    /// Scheduled jobs and the devices they processed.
+    pub jobs: crate::jobs::JobMetrics,
 }
 
 /// The AMQP door's counters.
@@ -201,6 +203,7 @@ impl Metrics {
             let _ = writeln!(out, "outpost_telemetry_bytes_total{{hub=\"{hub}\"}} {bytes}");
         }
         self.render_amqp(&mut out);
+        self.jobs.render(&mut out);
         out.push_str("# HELP outpost_storage_operation_seconds Latency of storage operations.\n");
         out.push_str("# TYPE outpost_storage_operation_seconds histogram\n");
         let name = "outpost_storage_operation_seconds";

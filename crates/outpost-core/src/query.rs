@@ -109,15 +109,13 @@ impl Registry {
         } else {
             ItemType::Twin
         };
-        let resume = continuation.map(Resume::decode).transpose()?;
         if query.source() == Source::Jobs {
-            // Device job records arrive with jobs: until then there are none to find.
-            return Ok(QueryPage {
-                items: query.run(std::iter::empty()),
-                item_type,
-                continuation: None,
-            });
+            // Device job records of scheduled jobs, with their own continuation tokens.
+            let store = self.job_store.get().map(|store| store.as_ref());
+            return crate::jobs::query::query_device_jobs(store, caller, query, continuation, page_size)
+                .await;
         }
+        let resume = continuation.map(Resume::decode).transpose()?;
         if query.is_aggregate() {
             let mut documents = Vec::new();
             self.scan(caller, query.source(), None, |_, document| {

@@ -67,6 +67,8 @@ pub struct Registry {
     pub(crate) twin_limits: TwinLimits,
     pub(crate) presence: Arc<Presence>,
     pub(crate) c2d_queue: Arc<dyn CloudToDeviceQueue>,
+    /// Device job records, for `FROM devices.jobs` queries (set once by `Outpost::start`).
+    pub(crate) job_store: std::sync::OnceLock<Arc<dyn crate::jobs::JobStore>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -109,6 +111,7 @@ impl Registry {
             twin_limits,
             presence,
             c2d_queue,
+            job_store: std::sync::OnceLock::new(),
         }
     }
 

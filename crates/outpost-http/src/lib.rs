@@ -13,6 +13,7 @@
 //! * [`blob`]: the built-in blob endpoint of file uploads (`/fileuploads`, Azure Blob REST API).
 //! * [`c2d`]: queue purge, operator send and feedback of cloud-to-device messages.
 //! * [`certificates`]: a hub's CA certificates for CA-signed devices.
+//! * [`configurations`]: automatic device management and edge deployments (`/configurations`).
 //! * [`consumer_groups`]: consumer groups of a hub's built-in Event Hubs-compatible endpoint.
 //! * [`events`]: partition state and long-polling reads of the event log (`monitor-events`).
 //! * [`request`]: extractors: authenticated caller, api-version, If-Match, JSON bodies.
@@ -21,10 +22,12 @@
 pub mod blob;
 pub mod c2d;
 pub mod certificates;
+pub mod configurations;
 pub mod consumer_groups;
 pub mod device;
 pub mod error;
 pub mod events;
+pub mod jobs;
 pub mod operator;
 pub mod query;
 pub mod registry_jobs;
@@ -56,6 +59,7 @@ pub fn service_router(outpost: Outpost) -> Router {
     let state = ServiceState { outpost };
     service::routes()
         .merge(device::routes())
+        .merge(configurations::routes())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -101,6 +105,9 @@ fn api_family(route: Option<&str>) -> &'static str {
         Some(route) if route.starts_with("/twins/") => "twins",
         Some(route) if route.starts_with("/statistics/") => "statistics",
         Some(route) if route.starts_with("/fileuploads") => "blob",
+        Some(route) if route.starts_with("/configurations") => "configurations",
+        Some(route) if route.starts_with("/jobs/v2") => "scheduled-jobs",
+        Some(route) if route.starts_with("/jobs") => "import-export",
         _ => "unknown",
     }
 }

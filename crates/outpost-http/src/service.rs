@@ -51,6 +51,8 @@ pub fn routes() -> Router<ServiceState> {
         )
         .route("/statistics/devices", get(device_statistics))
         .route("/statistics/service", get(service_statistics))
+        // Scheduled jobs: /jobs/v2/query, /jobs/v2/{id}, /jobs/v2/{id}/cancel.
+        .merge(crate::jobs::routes())
 }
 
 #[derive(Debug, Deserialize)]

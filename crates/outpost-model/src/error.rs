@@ -29,8 +29,14 @@ pub enum ErrorCode {
     DeviceNotFound,
     /// The module does not exist.
     ModuleNotFound,
+    /// The configuration (automatic device management, edge deployment) does not exist.
+    ConfigurationNotFound,
+    /// A configuration with this id exists already.
+    ConfigurationAlreadyExists,
     /// The job does not exist.
     JobNotFound,
+    /// A scheduled job with this id exists already.
+    JobAlreadyExists,
     /// The device is not connected (or not listening for direct methods).
     DeviceNotOnline,
     /// A device with this id exists already.
@@ -73,7 +79,10 @@ impl ErrorCode {
             Self::IotHubQuotaExceeded => "IotHubQuotaExceeded",
             Self::DeviceNotFound => "DeviceNotFound",
             Self::ModuleNotFound => "ModuleNotFound",
+            Self::ConfigurationNotFound => "ConfigurationNotFound",
+            Self::ConfigurationAlreadyExists => "ConfigurationAlreadyExists",
             Self::JobNotFound => "JobNotFound",
+            Self::JobAlreadyExists => "JobAlreadyExists",
             Self::DeviceNotOnline => "DeviceNotOnline",
             Self::DeviceAlreadyExists => "DeviceAlreadyExists",
             Self::ModuleAlreadyExistsOnDevice => "ModuleAlreadyExistsOnDevice",
@@ -106,7 +115,12 @@ impl ErrorCode {
             Self::IotHubQuotaExceeded => 403_002,
             Self::DeviceNotFound => 404_001,
             Self::ModuleNotFound => 404_010,
+            // Not in Azure's published list: Outpost's numbers, in the right status class.
+            Self::ConfigurationNotFound => 404_011,
+            Self::ConfigurationAlreadyExists => 409_005,
             Self::JobNotFound => 404_002,
+            // Not in Azure's published list either: Outpost's number.
+            Self::JobAlreadyExists => 409_006,
             Self::DeviceNotOnline => 404_103,
             Self::DeviceAlreadyExists => 409_001,
             Self::ModuleAlreadyExistsOnDevice => 409_301,

@@ -108,6 +108,7 @@ impl Server {
             events: events.clone(),
             c2d: Arc::new(store.clone()),
             service_bound: Arc::new(store.clone()),
+            jobs: Arc::new(store.clone()),
             blobs: Arc::new(
                 outpost_store::EmbeddedBlobStore::open(&data_dir.join("blobs"))
                     .map_err(ServerError::Store)?,
@@ -122,6 +123,7 @@ impl Server {
             .await
             .map_err(ServerError::Core)?
             .with_blob_settings(blob_settings)
+            .with_configuration_store(Arc::new(store.clone()))
             // `file://` import and export containers live here (docs/compatibility.md).
             .with_import_export_directory(
                 // Absolute, as `file://` URIs are.
@@ -319,7 +321,20 @@ impl Server {
             cancel.child_token(),
         ));
         tasks.push(spawn_c2d_expiry(outpost.clone(), cancel.child_token()));
+        // The scheduled-job scheduler: a tick a second; running jobs stop (and resume next start).
+        tasks.push(tokio::spawn(
+            outpost
+                .jobs
+                .clone()
+                .drive(Duration::from_secs(1), cancel.child_token().cancelled_owned()),
+        ));
         tasks.push(spawn_blob_retention(outpost.clone(), cancel.child_token()));
+        // Configurations are applied by a pass per hub after each change and every 10 s.
+        tasks.push(
+            outpost
+                .configurations
+                .spawn_reconciler(Duration::from_secs(10), cancel.child_token().cancelled_owned()),
+        );
         let operator_cancel = cancel.child_token();
         tasks.push(tokio::spawn(async move {
             if let Err(error) = serve_http(operator_listener, operator, operator_cancel).await {

@@ -68,6 +68,8 @@ impl HubStore for EmbeddedStore {
             tx.open_table(crate::sessions::SESSIONS)?
                 .retain_in((hub, "")..(end.as_str(), ""), |_, _| false)?;
             crate::service_bound::delete_hub_records(tx, hub)?;
+            crate::jobs::delete_hub_jobs(tx, hub)?;
+            crate::configurations::delete_hub_configurations(tx, hub)?;
             Ok(())
         })
         .await

@@ -14,6 +14,8 @@
 //! * `registry`: `RegistryStore`: devices and modules.
 //! * `c2d`: `CloudToDeviceQueue`: per-device and per-module peek-lock queues in the same database.
 //! * `service_bound`: `ServiceBoundStore`: feedback records and file-upload notifications.
+//! * `configurations`: `ConfigurationStore`: automatic device management and edge deployments.
+//! * `jobs`: `JobStore`: scheduled jobs and their device records.
 //! * `counts`: per-hub device counts, maintained in the device write transactions.
 //! * `error`: the transaction error and its translation into `StoreError`.
 //! * `blobs`: [`EmbeddedBlobStore`], the `BlobStore` port (file uploads) on plain files.
@@ -24,11 +26,13 @@
 
 pub mod blobs;
 mod c2d;
+mod configurations;
 mod counts;
 mod error;
 pub mod event_log;
 mod group_commit;
 mod hubs;
+mod jobs;
 mod registry;
 mod revision;
 mod service_bound;

@@ -11,6 +11,9 @@
 //! | `device_counts` | hub name                     | `(total, enabled, disabled)`               |
 //! | `sessions`      | `(hub, client id)`           | opaque MQTT session state                  |
 //! | `service_bound` | `(hub, kind, number)`        | feedback record / file notification JSON   |
+//! | `jobs`          | `(hub, job id)`              | `(finished, JobRecord JSON)`               |
+//! | `device_jobs`   | `(hub, job id, device id)`   | `DeviceJobRecord JSON`                     |
+//! | `configurations`| `(hub, configuration id)`    | `(revision, Configuration JSON)`           |
 //!
 //! `enabled` mirrors `device.status` so that counts can be adjusted without decoding the old
 //! record. A hub's row in `device_counts` is absent when the hub has no devices.

@@ -122,7 +122,8 @@ pub enum DeviceCommand {
         /// Use the secondary key.
         #[arg(long)]
         secondary: bool,
-    },    /// Exports every device and module identity with its twin (an export job).
+    },
+    /// Exports every device and module identity with its twin (an export job).
     Export(crate::import_export::ExportArgs),
     /// Imports identities from `devices.txt` (an import job).
     Import(crate::import_export::ImportArgs),

@@ -6,6 +6,7 @@
 //! * `admin`: `hub`, `device-identity`, `module-identity` and `twin` verbs.
 //! * `import_export`: `device-identity export|import`, registry import and export jobs.
 //! * `consumer_groups`: `hub consumer-group`, the built-in endpoint's consumer groups.
+//! * `jobs`: `job create|show|list|cancel`, scheduled jobs.
 //! * `monitor`: `monitor-events`, tailing a hub's built-in endpoint.
 
 #![allow(
@@ -18,6 +19,7 @@ mod admin;
 mod client;
 mod consumer_groups;
 mod import_export;
+mod jobs;
 mod monitor;
 mod serve;
 
@@ -93,6 +95,11 @@ enum Command {
         #[command(subcommand)]
         command: admin::TwinCommand,
     },
+    /// Scheduled twin updates and direct methods over many devices (mirrors `az iot hub job`).
+    Job {
+        #[command(subcommand)]
+        command: jobs::JobCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,6 +141,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DeviceIdentity { command } => admin::device(&cli.global, command).await,
         Command::ModuleIdentity { command } => admin::module(&cli.global, command).await,
         Command::Twin { command } => admin::twin(&cli.global, command).await,
+        Command::Job { command } => jobs::job(&cli.global, command).await,
         Command::Device { command } => admin::device_messaging(&cli.global, command).await,
         Command::MonitorEvents(args) => monitor::monitor_events(&cli.global, args).await,
     }

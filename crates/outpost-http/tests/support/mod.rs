@@ -58,6 +58,7 @@ impl Fixture {
             registry: Arc::new(store.clone()),
             events: Arc::new(events),
             c2d: Arc::new(store.clone()),
+            jobs: Arc::new(store.clone()),
             service_bound: Arc::new(store),
             blobs: Arc::new(outpost_store::EmbeddedBlobStore::open(blobs_dir.path()).unwrap()),
             clock: Arc::new(SystemClock),
