@@ -6,10 +6,12 @@
 //! token says where the next page resumes. Aggregates (`COUNT()`, `GROUP BY`) read the whole
 //! registry and answer in one page.
 
+use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use outpost_model::{DeviceId, ModuleId};
 use outpost_query::{Projection, Query, Source};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -58,19 +60,17 @@ pub struct QueryPage {
     pub continuation: Option<String>,
 }
 
-/// Where a scan resumes: after this device (and, for module queries, after this module of it),
-/// with this many items already returned (for `TOP`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Resume {
-    #[serde(rename = "d")]
-    device: String,
-    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
-    module: Option<String>,
+/// Where a paged scan resumes: after `position`, with `returned` items already returned (for
+/// `TOP`). Opaque to clients (base64url of JSON); tampering only moves the caller's own scan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Resume<P> {
+    #[serde(rename = "p")]
+    position: P,
     #[serde(rename = "n")]
     returned: usize,
 }
 
-impl Resume {
+impl<P: Serialize + DeserializeOwned> Resume<P> {
     fn encode(&self) -> String {
         // Plain strings and a number: serialising cannot fail.
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
@@ -81,6 +81,101 @@ impl Resume {
         let bytes = URL_SAFE_NO_PAD.decode(token.trim()).map_err(|_| invalid())?;
         serde_json::from_slice(&bytes).map_err(|_| invalid())
     }
+}
+
+/// Documents a query pages through, in a stable order.
+#[async_trait]
+pub(crate) trait Documents: Sync {
+    /// Where a document sits: a page resumes after it.
+    type Position: Serialize + DeserializeOwned + Clone + Send;
+
+    /// Calls `visit` with every document in order, after `start` when given, until it returns
+    /// false.
+    async fn scan(
+        &self,
+        start: Option<Self::Position>,
+        visit: &mut (dyn FnMut(Self::Position, Value) -> bool + Send),
+    ) -> Result<(), CoreError>;
+}
+
+/// Runs `query` over `documents` and returns the page that starts at `continuation`, with at
+/// most `page_size` items; `whole` is the item type of `SELECT *`.
+///
+/// # Errors
+/// `InvalidArgument` for a malformed continuation token; the scan's failures.
+pub(crate) async fn page<D: Documents>(
+    documents: &D,
+    query: &Query,
+    whole: ItemType,
+    continuation: Option<&str>,
+    page_size: usize,
+) -> Result<QueryPage, CoreError> {
+    let page_size = page_size.clamp(1, MAX_PAGE_ITEMS);
+    let selects_all = matches!(query.statement().projection, Projection::All);
+    let item_type = if query.is_aggregate() || !selects_all {
+        ItemType::Raw
+    } else {
+        whole
+    };
+    let resume = continuation.map(Resume::<D::Position>::decode).transpose()?;
+    if query.is_aggregate() {
+        let mut all = Vec::new();
+        documents
+            .scan(None, &mut |_, document| {
+                all.push(document);
+                true
+            })
+            .await?;
+        return Ok(QueryPage {
+            items: query.run(all.iter()),
+            item_type,
+            continuation: None,
+        });
+    }
+    let (start, mut returned) = match resume {
+        Some(resume) => (Some(resume.position), resume.returned),
+        None => (None, 0),
+    };
+    let limit = query
+        .top()
+        .map_or(page_size, |top| top.saturating_sub(returned).min(page_size));
+    let mut items = Vec::new();
+    let mut last = None;
+    let mut more = false;
+    if limit > 0 {
+        documents
+            .scan(start, &mut |position, document| {
+                if items.len() == limit {
+                    // One more match exists beyond the page: the next page starts here.
+                    more = query.matches(&document);
+                    return !more;
+                }
+                if query.matches(&document) {
+                    items.push(query.project(&document));
+                    last = Some(position);
+                }
+                true
+            })
+            .await?;
+    }
+    returned += items.len();
+    let top_reached = query.top().is_some_and(|top| returned >= top);
+    let continuation = last
+        .filter(|_| more && !top_reached)
+        .map(|position| Resume { position, returned }.encode());
+    Ok(QueryPage {
+        items,
+        item_type,
+        continuation,
+    })
+}
+
+/// The device or module twins of the caller's hub, in id order: a position is the device and,
+/// for module twins, the module.
+struct Twins<'a> {
+    registry: &'a Registry,
+    caller: &'a Caller,
+    source: Source,
 }
 
 impl Registry {
@@ -100,96 +195,51 @@ impl Registry {
         caller.require(Permission::RegistryRead)?;
         let query = Query::parse(text)?;
         let query = &query;
-        let page_size = page_size.clamp(1, MAX_PAGE_ITEMS);
-        let selects_all = matches!(query.statement().projection, Projection::All);
-        let item_type = if query.is_aggregate() || !selects_all {
-            ItemType::Raw
-        } else if query.source() == Source::Jobs {
-            ItemType::DeviceJob
-        } else {
-            ItemType::Twin
-        };
         if query.source() == Source::Jobs {
-            // Device job records of scheduled jobs, with their own continuation tokens.
-            let store = self.job_store.get().map(|store| store.as_ref());
-            return crate::jobs::query::query_device_jobs(store, caller, query, continuation, page_size)
-                .await;
-        }
-        let resume = continuation.map(Resume::decode).transpose()?;
-        if query.is_aggregate() {
-            let mut documents = Vec::new();
-            self.scan(caller, query.source(), None, |_, document| {
-                documents.push(document);
-                true
-            })
-            .await?;
-            return Ok(QueryPage {
-                items: query.run(documents.iter()),
-                item_type,
-                continuation: None,
-            });
-        }
-        let mut resume = resume.unwrap_or_default();
-        let limit = query.top().map_or(page_size, |top| {
-            top.saturating_sub(resume.returned).min(page_size)
-        });
-        let mut items = Vec::new();
-        let mut last = None;
-        let mut more = false;
-        if limit > 0 {
-            let start = (!resume.device.is_empty()).then(|| resume.clone());
-            self.scan(caller, query.source(), start, |position, document| {
-                if items.len() == limit {
-                    // One more match exists beyond the page: the next page starts here.
-                    more = query.matches(&document);
-                    return !more;
+            // Device job records of scheduled jobs.
+            return match self.job_store.get() {
+                Some(store) => {
+                    let records = crate::jobs::query::DeviceJobs {
+                        store: store.as_ref(),
+                        caller,
+                    };
+                    page(&records, query, ItemType::DeviceJob, continuation, page_size).await
                 }
-                if query.matches(&document) {
-                    items.push(query.project(&document));
-                    last = Some(position);
-                }
-                true
-            })
-            .await?;
+                None => Ok(QueryPage {
+                    items: query.run(std::iter::empty()),
+                    item_type: ItemType::Raw,
+                    continuation: None,
+                }),
+            };
         }
-        resume.returned += items.len();
-        let top_reached = query.top().is_some_and(|top| resume.returned >= top);
-        let continuation = match last {
-            Some((device, module)) if more && !top_reached => Some(
-                Resume {
-                    device,
-                    module,
-                    returned: resume.returned,
-                }
-                .encode(),
-            ),
-            _ => None,
+        let twins = Twins {
+            registry: self,
+            caller,
+            source: query.source(),
         };
-        Ok(QueryPage {
-            items,
-            item_type,
-            continuation,
-        })
+        page(&twins, query, ItemType::Twin, continuation, page_size).await
     }
+}
 
-    /// Calls `visit` with every twin of the source in id order, after `start` when given, until
-    /// it returns false.
+#[async_trait]
+impl Documents for Twins<'_> {
+    type Position = (String, Option<String>);
+
     async fn scan(
         &self,
-        caller: &Caller,
-        source: Source,
-        start: Option<Resume>,
-        mut visit: impl FnMut((String, Option<String>), Value) -> bool,
+        start: Option<Self::Position>,
+        visit: &mut (dyn FnMut(Self::Position, Value) -> bool + Send),
     ) -> Result<(), CoreError> {
+        let (registry, caller, source) = (self.registry, self.caller, self.source);
         let hub = &caller.hub().name;
         let mut after = None;
-        if let Some(resume) = start {
-            let device = DeviceId::new(&resume.device)?;
+        if let Some((device, module)) = start {
+            let device = DeviceId::new(&device)?;
             // A module query resumes inside the device it stopped in.
-            if let (Source::Modules, Some(module)) = (source, &resume.module) {
-                let skip_to = ModuleId::new(module)?;
-                if !self
-                    .visit_modules(caller, &device, Some(&skip_to), &mut visit)
+            if let (Source::Modules, Some(module)) = (source, module) {
+                let skip_to = ModuleId::new(&module)?;
+                if !registry
+                    .visit_modules(caller, &device, Some(&skip_to), visit)
                     .await?
                 {
                     return Ok(());
@@ -198,15 +248,19 @@ impl Registry {
             after = Some(device);
         }
         loop {
-            let batch = self.store.list_devices(hub, after.as_ref(), SCAN_BATCH).await?;
+            let batch = registry
+                .store
+                .list_devices(hub, after.as_ref(), SCAN_BATCH)
+                .await?;
             let full = batch.len() == SCAN_BATCH;
             for mut record in batch {
                 let keep_going = if source == Source::Modules {
-                    self.visit_modules(caller, &record.device.device_id, None, &mut visit)
+                    registry
+                        .visit_modules(caller, &record.device.device_id, None, visit)
                         .await?
                 } else {
                     let position = (record.device.device_id.to_string(), None);
-                    record.device = self.with_presence(hub, record.device);
+                    record.device = registry.with_presence(hub, record.device);
                     visit(position, device_twin_json(&record))
                 };
                 if !keep_going {
@@ -219,7 +273,9 @@ impl Registry {
             }
         }
     }
+}
 
+impl Registry {
     /// Visits the module twins of `device` in id order, after `skip_to` when given; false when
     /// `visit` asked to stop.
     async fn visit_modules(
@@ -227,7 +283,7 @@ impl Registry {
         caller: &Caller,
         device: &DeviceId,
         skip_to: Option<&ModuleId>,
-        visit: &mut impl FnMut((String, Option<String>), Value) -> bool,
+        visit: &mut (dyn FnMut((String, Option<String>), Value) -> bool + Send),
     ) -> Result<bool, CoreError> {
         let hub = &caller.hub().name;
         for mut record in self.store.list_modules(hub, device).await? {

@@ -14,13 +14,12 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use outpost_core::ErrorCode;
-use outpost_core::query::DEFAULT_PAGE_ITEMS;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::ServiceState;
 use crate::error::ApiError;
+use crate::request::paging;
 use crate::request::{AzureJson, ServiceCaller};
 
 /// Returns the scheduled-job routes. `/jobs/v2/query` is a static path, so it wins over
@@ -90,24 +89,7 @@ async fn query(
     Query(filter): Query<JobFilter>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let page_size = match headers.get("x-ms-max-item-count") {
-        None => DEFAULT_PAGE_ITEMS,
-        Some(value) => value
-            .to_str()
-            .ok()
-            .and_then(|text| text.trim().parse::<usize>().ok())
-            .filter(|size| *size > 0)
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::ArgumentInvalid,
-                    "x-ms-max-item-count must be a positive number",
-                )
-            })?,
-    };
-    let continuation = headers
-        .get("x-ms-continuation")
-        .and_then(|value| value.to_str().ok())
-        .filter(|token| !token.is_empty());
+    let (page_size, continuation) = paging(&headers)?;
     let nonempty = |value: &Option<String>| value.clone().filter(|value| !value.is_empty());
     let (job_type, job_status) = (nonempty(&filter.job_type), nonempty(&filter.job_status));
     let page = state

@@ -8,12 +8,12 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use outpost_core::ErrorCode;
-use outpost_core::query::DEFAULT_PAGE_ITEMS;
 use serde::Deserialize;
 
 use crate::ServiceState;
 use crate::error::ApiError;
 use crate::request::IdPath;
+use crate::request::paging;
 use crate::request::{AzureJson, ServiceCaller};
 
 /// The request body.
@@ -43,24 +43,7 @@ pub(crate) async fn post_on_device(
     let text = body
         .query
         .ok_or_else(|| ApiError::new(ErrorCode::ArgumentNull, "the query is required"))?;
-    let page_size = match headers.get("x-ms-max-item-count") {
-        None => DEFAULT_PAGE_ITEMS,
-        Some(value) => value
-            .to_str()
-            .ok()
-            .and_then(|text| text.trim().parse::<usize>().ok())
-            .filter(|size| *size > 0)
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::ArgumentInvalid,
-                    "x-ms-max-item-count must be a positive number",
-                )
-            })?,
-    };
-    let continuation = headers
-        .get("x-ms-continuation")
-        .and_then(|value| value.to_str().ok())
-        .filter(|token| !token.is_empty());
+    let (page_size, continuation) = paging(&headers)?;
     let page = state
         .outpost
         .registry

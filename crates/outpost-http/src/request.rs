@@ -7,6 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
+use outpost_core::query::DEFAULT_PAGE_ITEMS;
 use outpost_core::{Caller, ErrorCode};
 use outpost_model::Hub;
 use serde::de::DeserializeOwned;
@@ -98,6 +99,33 @@ pub(crate) fn check_api_version(query: Option<&str>) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+/// Reads Azure's paging headers (wire contract §5.2): the page size `x-ms-max-item-count`
+/// (default [`DEFAULT_PAGE_ITEMS`]) and the token `x-ms-continuation` of the previous page.
+///
+/// # Errors
+/// `ArgumentInvalid` for a page size that is not a positive number.
+pub fn paging(headers: &HeaderMap) -> Result<(usize, Option<&str>), ApiError> {
+    let page_size = match headers.get("x-ms-max-item-count") {
+        None => DEFAULT_PAGE_ITEMS,
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|text| text.trim().parse::<usize>().ok())
+            .filter(|size| *size > 0)
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::ArgumentInvalid,
+                    "x-ms-max-item-count must be a positive number",
+                )
+            })?,
+    };
+    let continuation = headers
+        .get("x-ms-continuation")
+        .and_then(|value| value.to_str().ok())
+        .filter(|token| !token.is_empty());
+    Ok((page_size, continuation))
 }
 
 /// Returns the `If-Match` header, if any.

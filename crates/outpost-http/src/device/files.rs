@@ -54,38 +54,42 @@ pub(super) async fn start(
     Ok(Json(slot).into_response())
 }
 
+/// `POST …/files/notifications` (Python): the correlation id is in the body.
 pub(super) async fn finish(
     State(state): State<ServiceState>,
     Path(path): Path<DevicePath>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (parts, body) = request.into_parts();
-    let identity = super::authenticate(&state, &parts, path.id(), None).await?;
-    let AzureJson(report) = AzureJson::<UploadReport>::from_body(body).await?;
-    let correlation = report
-        .correlation_id
-        .clone()
-        .ok_or_else(|| ApiError::new(ErrorCode::ArgumentNull, "correlationId is required"))?;
-    state
-        .outpost
-        .files
-        .finish(&identity, &correlation, &outcome(report)?)
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    report(&state, path.id(), None, request).await
 }
 
+/// `POST …/files/notifications/{correlationId}` (Node): the correlation id is in the path.
 pub(super) async fn finish_named(
     State(state): State<ServiceState>,
     Path(path): Path<NotificationPath>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    report(&state, &path.id, Some(&path.correlation), request).await
+}
+
+/// Takes a device's upload report; `correlation` from the path wins over the body's.
+async fn report(
+    state: &ServiceState,
+    device: &str,
+    correlation: Option<&str>,
+    request: Request,
+) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let identity = super::authenticate(&state, &parts, &path.id, None).await?;
+    let identity = super::authenticate(state, &parts, device, None).await?;
     let AzureJson(report) = AzureJson::<UploadReport>::from_body(body).await?;
+    let correlation = correlation
+        .map(str::to_owned)
+        .or_else(|| report.correlation_id.clone())
+        .ok_or_else(|| ApiError::new(ErrorCode::ArgumentNull, "correlationId is required"))?;
     state
         .outpost
         .files
-        .finish(&identity, &path.correlation, &outcome(report)?)
+        .finish(&identity, &correlation, &outcome(report)?)
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
