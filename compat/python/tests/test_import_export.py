@@ -189,3 +189,39 @@ def test_a_file_container_cannot_climb_out_of_the_import_export_directory(hub, j
         with pytest.raises(HttpOperationError) as error:
             jobs.create_import_export_job(JobProperties(type="export", output_blob_container_uri=uri))
         assert status_of(error.value) == 400, (uri, describe(error.value))
+
+
+def test_configurations_travel_with_include_configurations(hub, registry, jobs):
+    from azure.iot.hub import IoTHubConfigurationManager
+    from azure.iot.hub.models import Configuration, ConfigurationContent
+
+    configurations = IoTHubConfigurationManager.from_connection_string(hub.server.connection_string())
+    config_id = new_id("cfg-exp")
+    configurations.create_configuration(Configuration(
+        id=config_id,
+        content=ConfigurationContent(device_content={"properties.desired.exported": {"yes": True}}),
+        target_condition="tags.exported = true",
+        priority=3,
+        labels={"kind": "export-test"},
+    ))
+    directory = new_id("cfg")
+    url = container_url(hub.server, directory)
+    job = jobs.create_import_export_job(JobProperties(type="export", output_blob_container_uri=url, include_configurations=True))
+    assert wait_done(jobs, job.job_id).status == "completed"
+    text = container(hub.server).download_blob(f"{directory}/configurations.txt").readall().decode()
+    exported = next(json.loads(line) for line in text.splitlines() if json.loads(line)["id"] == config_id)
+    assert exported["priority"] == 3 and exported["labels"] == {"kind": "export-test"}
+
+    # Re-import it under a new id with a new priority, plus a line that cannot apply.
+    copy_id = new_id("cfg-imp")
+    lines = [dict(exported, id=copy_id, priority=7), {"id": config_id, "importMode": "create", "content": exported["content"]}]
+    container(hub.server).upload_blob(f"{directory}/configurations.txt", "\n".join(json.dumps(l) for l in lines).encode(), overwrite=True)
+    container(hub.server).upload_blob(f"{directory}/devices.txt", b"", overwrite=True)
+    job = jobs.create_import_export_job(JobProperties(
+        type="import", input_blob_container_uri=url, output_blob_container_uri=url, include_configurations=True))
+    assert wait_done(jobs, job.job_id).status == "completed"
+    copy = configurations.get_configuration(copy_id)
+    assert copy.priority == 7 and copy.target_condition == "tags.exported = true"
+    log = container(hub.server).download_blob(f"{directory}/importErrors.log").readall().decode()
+    errors = [json.loads(line) for line in log.splitlines()]
+    assert [(e["blob"], e["line"], e["configurationId"]) for e in errors] == [("configurations.txt", 2, config_id)]

@@ -3,7 +3,8 @@
 //! module of the hub, one `ExportImportDevice` JSON object per line, to `devices.txt` (or
 //! `outputBlobName`) in a container; an import reads such lines (each with its `importMode`) and
 //! applies them one by one, writing the lines that failed to `importErrors.log` next to the
-//! output.
+//! output. With `includeConfigurations`, configurations travel the same way in
+//! `configurations.txt`.
 //!
 //! A container is either the hub's own built-in blob endpoint
 //! (`https://<hub host>/fileuploads?<container SAS>`, as `POST /hubs/{hub}/files/sas` mints it;
@@ -30,12 +31,15 @@ use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
 use crate::access::{Caller, Permission};
 use crate::blobs::{BUILTIN_CONTAINER, BlobError, Blobs, ByteSource, Condition, ContentSettings};
 use crate::bulk::BulkItem;
+use crate::configurations::{ConfigurationSpec, Configurations};
 use crate::registry::Registry;
 use crate::twins::{device_twin_json, module_twin_json};
 use crate::{Clock, CoreError};
 
 /// The blob an export writes and an import reads when the job names none (Azure's default).
 pub const DEVICES_BLOB: &str = "devices.txt";
+/// The blob of configurations when the job names none (Azure's default).
+pub const CONFIGURATIONS_BLOB: &str = "configurations.txt";
 /// The blob an import writes its failed lines to.
 pub const IMPORT_ERRORS_BLOB: &str = "importErrors.log";
 /// Longest line of an import file.
@@ -86,7 +90,7 @@ pub struct JobProperties {
     /// Why the job failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
-    /// Configurations too (not exported yet: refused rather than ignored).
+    /// Configurations too, one Configuration JSON per line of `configurationsBlobName`.
     #[serde(default)]
     pub include_configurations: bool,
     /// The blob of configurations.
@@ -164,10 +168,14 @@ impl RegistryJobs {
     /// Checks and starts a job; returns it as enqueued.
     ///
     /// # Errors
-    /// `InvalidArgument` for a missing or unusable container URI, an unknown type, or
-    /// `includeConfigurations`; the rights an export (RegistryRead) or import (RegistryWrite)
-    /// needs.
-    pub fn create(&self, caller: &Caller, mut request: JobProperties) -> Result<JobProperties, CoreError> {
+    /// `InvalidArgument` for a missing or unusable container URI, a bad blob name or an unknown
+    /// type; the rights an export (RegistryRead) or import (RegistryWrite) needs.
+    pub fn create(
+        &self,
+        caller: &Caller,
+        mut request: JobProperties,
+        configurations: &Arc<Configurations>,
+    ) -> Result<JobProperties, CoreError> {
         let invalid = |message: &str| CoreError::InvalidArgument(message.to_owned());
         let kind = match request.kind.as_deref().map(str::to_ascii_lowercase).as_deref() {
             Some("export") => Kind::Export,
@@ -178,11 +186,6 @@ impl RegistryJobs {
             Kind::Export => Permission::RegistryRead,
             Kind::Import => Permission::RegistryWrite,
         })?;
-        if request.include_configurations {
-            return Err(invalid(
-                "exporting and importing configurations is not supported yet",
-            ));
-        }
         if request
             .storage_authentication_type
             .as_deref()
@@ -208,9 +211,13 @@ impl RegistryJobs {
             }
             Kind::Export => None,
         };
-        for name in [&request.input_blob_name, &request.output_blob_name]
-            .into_iter()
-            .flatten()
+        for name in [
+            &request.input_blob_name,
+            &request.output_blob_name,
+            &request.configurations_blob_name,
+        ]
+        .into_iter()
+        .flatten()
         {
             check_blob_name(name)?;
         }
@@ -247,6 +254,15 @@ impl RegistryJobs {
             job_id,
             cancel,
             exclude_keys: request.exclude_keys_in_export,
+            configurations: request.include_configurations.then(|| {
+                (
+                    configurations.clone(),
+                    request
+                        .configurations_blob_name
+                        .clone()
+                        .unwrap_or_else(|| CONFIGURATIONS_BLOB.into()),
+                )
+            }),
         };
         let output_name = request
             .output_blob_name
@@ -385,6 +401,17 @@ struct Work {
     job_id: String,
     cancel: Arc<AtomicBool>,
     exclude_keys: bool,
+    /// With `includeConfigurations`: the service and the blob name.
+    configurations: Option<(Arc<Configurations>, String)>,
+}
+
+/// What the lines of an import file are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lines {
+    /// `ExportImportDevice` objects.
+    Identities,
+    /// Configuration objects (with an optional `importMode`).
+    Configurations,
 }
 
 impl Work {
@@ -485,12 +512,37 @@ impl Work {
             }
         }
         self.cancelled()?;
-        self.write(output, name, text).await
+        self.write(output, name, text).await?;
+        if let Some((configurations, blob)) = &self.configurations {
+            let mut text = Vec::new();
+            for configuration in configurations
+                .list(&self.caller, None)
+                .await
+                .map_err(|error| error.to_string())?
+            {
+                push_line(&mut text, &configuration);
+            }
+            self.write(output, blob, text).await?;
+        }
+        Ok(())
     }
 
-    /// Applies every line of the input; failed lines go to the error log.
+    /// Applies every line of the input (and of the configurations blob when asked); failed lines
+    /// go to the error log.
     async fn import(&self, input: &Container, name: &str, output: &Container) -> Result<(), String> {
         self.update(|job| job.status = Some("running".into()));
+        let mut errors = self.import_lines(input, name, Lines::Identities).await?;
+        if let Some((_, blob)) = &self.configurations {
+            errors.extend(self.import_lines(input, blob, Lines::Configurations).await?);
+        }
+        if !errors.is_empty() {
+            self.write(output, IMPORT_ERRORS_BLOB, errors).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies the lines of one blob; returns the error log lines of those that failed.
+    async fn import_lines(&self, input: &Container, name: &str, kind: Lines) -> Result<Vec<u8>, String> {
         let (size, reader) = self.open(input, name).await?;
         let mut lines = BufReader::new(reader.take(self.blobs.settings().max_blob_bytes)).split(b'\n');
         let mut errors = Vec::new();
@@ -509,19 +561,22 @@ impl Work {
                     "the line is longer than {MAX_IMPORT_LINE_BYTES} bytes"
                 )))
             } else {
-                match serde_json::from_str::<BulkItem>(text) {
-                    Ok(item) => self.registry.import_item(&self.caller, index, item).await,
-                    Err(error) => Err(CoreError::InvalidArgument(format!(
-                        "not an ExportImportDevice: {error}"
-                    ))),
-                }
+                self.import_line(index, text, kind).await
             };
             if let Err(error) = outcome {
+                let id = serde_json::from_str::<Value>(text)
+                    .ok()
+                    .and_then(|value| value.get("id").cloned());
+                let id_key = match kind {
+                    Lines::Identities => "deviceId",
+                    Lines::Configurations => "configurationId",
+                };
                 push_line(
                     &mut errors,
                     &json!({
+                        "blob": name,
                         "line": index,
-                        "deviceId": serde_json::from_str::<Value>(text).ok().and_then(|v| v.get("id").cloned()),
+                        id_key: id,
                         "errorCode": error.code().name(),
                         "errorStatus": error.to_string(),
                     }),
@@ -530,10 +585,49 @@ impl Work {
             let progress = (read.min(size) * 99).checked_div(size).unwrap_or(0) as u8;
             self.update(|job| job.progress = progress);
         }
-        if !errors.is_empty() {
-            self.write(output, IMPORT_ERRORS_BLOB, errors).await?;
+        Ok(errors)
+    }
+
+    /// Applies one line: an identity as the bulk API does, or a configuration by its
+    /// `importMode` (`createOrUpdate` by default, `create`, `delete`).
+    async fn import_line(&self, index: usize, text: &str, kind: Lines) -> Result<(), CoreError> {
+        let Some((configurations, _)) = self
+            .configurations
+            .as_ref()
+            .filter(|_| kind == Lines::Configurations)
+        else {
+            return match serde_json::from_str::<BulkItem>(text) {
+                Ok(item) => self.registry.import_item(&self.caller, index, item).await,
+                Err(error) => Err(CoreError::InvalidArgument(format!(
+                    "not an ExportImportDevice: {error}"
+                ))),
+            };
+        };
+        let line: ConfigurationLine = serde_json::from_str(text)
+            .map_err(|error| CoreError::InvalidArgument(format!("not a configuration: {error}")))?;
+        let id = line
+            .spec
+            .id
+            .clone()
+            .ok_or_else(|| CoreError::InvalidArgument("the configuration has no id".into()))?;
+        let mode = line.import_mode.as_deref().map(str::to_ascii_lowercase);
+        match mode.as_deref() {
+            Some("delete") => configurations.delete(&self.caller, &id, None).await,
+            Some("create") => configurations
+                .put(&self.caller, &id, line.spec, None)
+                .await
+                .map(|_| ()),
+            None | Some("createorupdate") => {
+                let exists = configurations.get(&self.caller, &id).await.is_ok();
+                configurations
+                    .put(&self.caller, &id, line.spec, exists.then_some("*"))
+                    .await
+                    .map(|_| ())
+            }
+            Some(other) => Err(CoreError::InvalidArgument(format!(
+                "'{other}' is not an importMode of configurations (createOrUpdate, create, delete)"
+            ))),
         }
-        Ok(())
     }
 
     async fn write(&self, container: &Container, name: &str, text: Vec<u8>) -> Result<(), String> {
@@ -590,6 +684,15 @@ impl Work {
             }
         }
     }
+}
+
+/// A line of a configurations blob: the configuration and how to apply it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConfigurationLine {
+    import_mode: Option<String>,
+    #[serde(flatten)]
+    spec: ConfigurationSpec,
 }
 
 /// A body of one chunk, for blobs the hub writes itself.

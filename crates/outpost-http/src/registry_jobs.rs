@@ -18,7 +18,13 @@ pub(crate) async fn create(
     ServiceCaller(caller): ServiceCaller,
     AzureJson(request): AzureJson<JobProperties>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(state.outpost.registry_jobs.create(&caller, request)?).into_response())
+    Ok(Json(
+        state
+            .outpost
+            .registry_jobs
+            .create(&caller, request, &state.outpost.configurations)?,
+    )
+    .into_response())
 }
 
 /// `GET /jobs`: the hub's import and export jobs.
