@@ -154,6 +154,31 @@ struct MqttArgs {
     /// over TLS) on this port instead of the operator API.
     #[arg(long)]
     amqp_port: Option<u16>,
+    /// Messages routing conditions can read: a JSON body (`{"temp":…}` padded to --size) with
+    /// `$.ct=application/json`, `$.ce=utf-8` and application properties `level` and `site` that
+    /// vary by device (for the routing scenario of bench/run).
+    #[arg(long, conflicts_with = "consume")]
+    routed: bool,
+}
+
+/// A JSON telemetry body of about `size` bytes with a device-dependent temperature.
+fn routed_payload(index: usize, size: usize) -> Bytes {
+    let head = format!(r#"{{"temp":{},"pad":""#, 20 + index % 30);
+    let pad = size.saturating_sub(head.len() + 2);
+    Bytes::from(format!("{head}{}\"}}", "x".repeat(pad)))
+}
+
+/// The telemetry topic of a routed message: content type, encoding and two properties.
+fn routed_topic(base: &str, index: usize) -> String {
+    let level = if index.is_multiple_of(4) {
+        "critical"
+    } else {
+        "info"
+    };
+    format!(
+        "{base}$.ct=application%2Fjson&$.ce=utf-8&level={level}&site=site{}",
+        index % 3
+    )
 }
 
 fn main() -> anyhow::Result<()> {
@@ -371,10 +396,18 @@ async fn mqtt(args: MqttArgs) -> anyhow::Result<bool> {
     let mut tasks = Vec::new();
     for (i, (device, conn)) in devices.iter().zip(conns).enumerate() {
         let Some(mut conn) = conn else { continue };
+        let (topic, payload) = if args.routed {
+            (
+                routed_topic(&device.topic(&target), i),
+                routed_payload(i, args.size),
+            )
+        } else {
+            (device.topic(&target), payload.clone())
+        };
         let plan = PublishPlan {
-            topic: device.topic(&target),
+            topic,
             messages: args.messages,
-            payload: payload.clone(),
+            payload,
             qos,
             inflight: args.inflight,
             interval,

@@ -304,11 +304,13 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
         max: usize,
     ) -> Result<BlobPage, BlobError>;
 
-    /// Bytes a hub uses (committed blobs and staged blocks).
+    /// Bytes a hub uses (committed blobs and staged blocks), the upload quota's measure: blobs
+    /// of routed containers (`~routed/…`, `routing::storage::routed_blob_name`) do not count.
     async fn usage(&self, hub: &str) -> Result<u64, BlobError>;
 
-    /// Deletes blobs last written before `blobs_before` and staged blocks of blobs untouched
-    /// since `blocks_before`.
+    /// Deletes blobs last written before `blobs_before` (never those of routed containers,
+    /// `~routed/…`: the user's archive) and staged blocks of blobs untouched since
+    /// `blocks_before`.
     async fn sweep(
         &self,
         hub: &str,
@@ -519,8 +521,8 @@ impl Blobs {
         Ok(self.store.properties(hub.name.as_str(), blob_name).await?)
     }
 
-    /// Verifies a request's SAS against `hub`'s key: `blob` is the requested blob name (`None`
-    /// for List Blobs).
+    /// Verifies a request's SAS for the [`BUILTIN_CONTAINER`] against `hub`'s key: `blob` is
+    /// the requested blob name (`None` for List Blobs).
     ///
     /// # Errors
     /// The [`StorageSasError`] Azure would report.
@@ -531,12 +533,29 @@ impl Blobs {
         blob: Option<&str>,
         permission: SasPermission,
     ) -> Result<(), StorageSasError> {
-        let key = Self::signing_key(hub).ok_or(StorageSasError::SignatureMismatch)?;
-        let now = self.clock.now().unix_seconds().unwrap_or_default();
-        sas.verify(&key, hub.name.as_str(), BUILTIN_CONTAINER, blob, permission, now)
+        self.verify_container_sas(hub, BUILTIN_CONTAINER, sas, blob, permission)
     }
 
-    /// Mints a container SAS (`sr=c`) or, with `blob`, a blob SAS for the built-in endpoint
+    /// Verifies a request's SAS for `container` of the built-in endpoint (the uploads' or a
+    /// routed one): the signed resource is `/blob/<hub>/<container>[/<blob>]`, as in Azure's
+    /// string-to-sign, so a SAS of one container does not open another.
+    ///
+    /// # Errors
+    /// The [`StorageSasError`] Azure would report.
+    pub fn verify_container_sas(
+        &self,
+        hub: &Hub,
+        container: &str,
+        sas: &StorageSas,
+        blob: Option<&str>,
+        permission: SasPermission,
+    ) -> Result<(), StorageSasError> {
+        let key = Self::signing_key(hub).ok_or(StorageSasError::SignatureMismatch)?;
+        let now = self.clock.now().unix_seconds().unwrap_or_default();
+        sas.verify(&key, hub.name.as_str(), container, blob, permission, now)
+    }
+
+    /// Mints a container SAS (`sr=c`) or, with `blob`, a blob SAS for the [`BUILTIN_CONTAINER`]
     /// (the operator's way to hand out read or list access). Returns the query without `?`.
     pub fn mint_sas(
         &self,
@@ -545,14 +564,25 @@ impl Blobs {
         permissions: &str,
         expiry: Timestamp,
     ) -> Option<String> {
+        self.mint_container_sas(hub, BUILTIN_CONTAINER, blob, permissions, expiry)
+    }
+
+    /// Mints a container SAS (`sr=c`) or, with `blob`, a blob SAS for `container` of the
+    /// built-in endpoint. Returns the query without `?`.
+    pub fn mint_container_sas(
+        &self,
+        hub: &Hub,
+        container: &str,
+        blob: Option<&str>,
+        permissions: &str,
+        expiry: Timestamp,
+    ) -> Option<String> {
         let key = Self::signing_key(hub)?;
         let expiry = expiry.unix_seconds().unwrap_or_default();
         let account = hub.name.as_str();
         Some(match blob {
-            Some(blob) => {
-                storage_sas::blob_sas_query(&key, account, BUILTIN_CONTAINER, blob, permissions, expiry)
-            }
-            None => storage_sas::container_sas_query(&key, account, BUILTIN_CONTAINER, permissions, expiry),
+            Some(blob) => storage_sas::blob_sas_query(&key, account, container, blob, permissions, expiry),
+            None => storage_sas::container_sas_query(&key, account, container, permissions, expiry),
         })
     }
 

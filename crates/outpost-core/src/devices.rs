@@ -6,8 +6,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use outpost_auth::{CaCertificate, KeyEncoding, Rights, SasToken, resource_in_scope, verify_device_chain};
 use outpost_model::{
-    Annotations, AuthenticationType, DeviceId, DeviceStatus, Hub, MAX_MESSAGE_BYTES, Message, ModuleId,
-    SystemProperties, Timestamp, partition_for,
+    Annotations, AuthenticationType, DeviceId, DeviceStatus, Hub, LogName, MAX_MESSAGE_BYTES, Message,
+    ModuleId, SystemProperties, Timestamp, partition_for,
 };
 
 use serde_json::{Map, Value, json};
@@ -236,6 +236,7 @@ pub struct Telemetry {
     log: Arc<dyn EventLog>,
     clock: Arc<dyn Clock>,
     metrics: Arc<crate::Metrics>,
+    routing: Arc<crate::routing::Routing>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -245,9 +246,19 @@ impl std::fmt::Debug for Telemetry {
 }
 
 impl Telemetry {
-    /// Builds the telemetry service over an event log.
-    pub fn new(log: Arc<dyn EventLog>, clock: Arc<dyn Clock>, metrics: Arc<crate::Metrics>) -> Self {
-        Self { log, clock, metrics }
+    /// Builds the telemetry service over an event log, routed by `routing`.
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<crate::Metrics>,
+        routing: Arc<crate::routing::Routing>,
+    ) -> Self {
+        Self {
+            log,
+            clock,
+            metrics,
+            routing,
+        }
     }
 
     /// Returns the event log (the built-in endpoint reads from it).
@@ -255,8 +266,9 @@ impl Telemetry {
         &self.log
     }
 
-    /// Stamps and appends a device's messages, in order, to its partition; resolves once they
-    /// are durable. All or none: an error means none was acknowledged.
+    /// Stamps, routes and appends a device's messages, in order, to its partition; resolves once
+    /// they are durable. All or none: an error means none was acknowledged. Messages no route
+    /// takes (fallback disabled) are accepted and dropped, as Azure does.
     ///
     /// # Errors
     /// `MessageTooLarge` over 256 KiB; storage failures.
@@ -266,7 +278,7 @@ impl Telemetry {
         messages: Vec<OutgoingMessage>,
     ) -> Result<Vec<AppendedEvent>, CoreError> {
         let now = self.clock.now();
-        let mut payloads = Vec::with_capacity(messages.len());
+        let mut stamped_messages = Vec::with_capacity(messages.len());
         let auth_method = identity.auth_method_json();
         for message in messages {
             if message.body.len() > MAX_MESSAGE_BYTES {
@@ -283,15 +295,31 @@ impl Telemetry {
                     enqueued_time: now,
                     message_source: "Telemetry".into(),
                 },
+                deliveries: Vec::new(),
                 body: message.body,
             };
-            payloads.push(stamped.encode());
+            stamped_messages.push(stamped);
         }
-        let partition = partition_for(&identity.device_id, identity.hub.partition_count);
-        let bytes: usize = payloads.iter().map(bytes::Bytes::len).sum();
-        let appended = self.log.append(&identity.hub.name, partition, payloads).await?;
+        self.routing
+            .stamp(&identity.hub, &identity.key(), &mut stamped_messages)
+            .await;
+        let accepted = stamped_messages.len() as u64;
+        let bytes: usize = stamped_messages.iter().map(|message| message.body.len()).sum();
+        let payloads: Vec<bytes::Bytes> = stamped_messages
+            .iter()
+            .filter(|message| !message.deliveries.is_empty())
+            .map(Message::encode)
+            .collect();
+        let appended = if payloads.is_empty() {
+            Vec::new()
+        } else {
+            let partition = partition_for(&identity.device_id, identity.hub.partition_count);
+            self.log
+                .append(&LogName::hub(&identity.hub.name), partition, payloads)
+                .await?
+        };
         self.metrics
-            .record_telemetry(&identity.hub.name, appended.len() as u64, bytes as u64);
+            .record_telemetry(&identity.hub.name, accepted, bytes as u64);
         Ok(appended)
     }
 }
@@ -344,6 +372,9 @@ impl Registry {
                 Ok(twin.apply_reported_patch(patch, self.now(), &self.twin_limits)?)
             })
             .await?;
+        let change = crate::routing::events::TwinChange::Reported(patch);
+        self.publish_twin_change(&identity.key(), record.twin(), change)
+            .await;
         Ok(record.twin().reported.version)
     }
 

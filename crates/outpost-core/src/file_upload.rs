@@ -89,6 +89,8 @@ pub struct FileUploads {
     clock: Arc<dyn Clock>,
     settings: FileUploadSettings,
     notifications: Arc<ServiceBoundQueue<FileNotification>>,
+    /// Where `fileUploadNotifications` routing events go.
+    events: crate::routing::EventPublisher,
 }
 
 impl std::fmt::Debug for FileUploads {
@@ -112,7 +114,15 @@ impl FileUploads {
             clock,
             settings,
             notifications,
+            events: crate::routing::EventPublisher::default(),
         }
+    }
+
+    /// Returns the service publishing routing events through `events` (the registry's).
+    #[must_use]
+    pub fn with_events(mut self, events: crate::routing::EventPublisher) -> Self {
+        self.events = events;
+        self
     }
 
     /// Returns the same service over other blob storage settings (same notifications).
@@ -124,6 +134,7 @@ impl FileUploads {
             self.settings,
             self.notifications.clone(),
         )
+        .with_events(self.events.clone())
     }
 
     /// The notifications waiting for the hubs' file-notification receivers.
@@ -213,21 +224,18 @@ impl FileUploads {
                 )));
             }
         };
+        let notification = FileNotification {
+            device_id: identity.device_id.to_string(),
+            blob_uri: self.blobs.blob_uri(hub, blob_name),
+            blob_name: blob_name.to_owned(),
+            last_updated_time: last_updated.to_string(),
+            blob_size_in_bytes: size,
+            enqueued_time_utc: now.to_string(),
+        };
         if self.settings.notifications {
-            self.notifications
-                .push(
-                    &hub.name,
-                    FileNotification {
-                        device_id: identity.device_id.to_string(),
-                        blob_uri: self.blobs.blob_uri(hub, blob_name),
-                        blob_name: blob_name.to_owned(),
-                        last_updated_time: last_updated.to_string(),
-                        blob_size_in_bytes: size,
-                        enqueued_time_utc: now.to_string(),
-                    },
-                )
-                .await?;
+            self.notifications.push(&hub.name, notification.clone()).await?;
         }
+        crate::routing::events::publish_file_uploaded(&self.events, identity, now, &notification).await;
         Ok(())
     }
 

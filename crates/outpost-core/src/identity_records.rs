@@ -23,6 +23,14 @@ impl IdentityRecord {
         }
     }
 
+    /// Returns the twin as the service API shows it (what `$twin` reads in routing).
+    pub(crate) fn twin_json(&self) -> serde_json::Value {
+        match self {
+            Self::Device(record) => crate::twins::device_twin_json(record),
+            Self::Module(record) => crate::twins::module_twin_json(record),
+        }
+    }
+
     fn twin_mut(&mut self) -> &mut Twin {
         match self {
             Self::Device(record) => &mut record.twin,

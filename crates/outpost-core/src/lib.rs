@@ -20,6 +20,7 @@
 //! * [`presence`]: connected identities and the commands pushed to them.
 //! * [`jobs`]: scheduled jobs (`/jobs/v2`): twin updates and direct methods over many devices.
 //! * [`configurations`]: automatic device management and edge deployments, their reconciler.
+//! * [`routing`]: message routing: routes, endpoints, enrichments, system events, delivery.
 //! * [`service_bound`]: per-hub queues for back ends (feedback, file-upload notifications).
 //! * [`metrics`]: Prometheus counters and the timed store decorator.
 //! * [`error`]: [`CoreError`] (classified into `ErrorCode`) and [`StoreError`].
@@ -44,6 +45,7 @@ pub mod presence;
 pub mod query;
 pub mod registry;
 pub mod registry_jobs;
+pub mod routing;
 pub mod service_bound;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -100,6 +102,8 @@ pub struct Backends {
     pub service_bound: Arc<dyn ServiceBoundStore>,
     /// Scheduled jobs and their device records.
     pub jobs: Arc<dyn JobStore>,
+    /// Routing configurations and delivery checkpoints.
+    pub routing: Arc<dyn routing::RoutingStore>,
     /// Wall-clock time.
     pub clock: Arc<dyn Clock>,
 }
@@ -136,6 +140,9 @@ pub struct Outpost {
     pub registry_jobs: Arc<registry_jobs::RegistryJobs>,
     /// Scheduled jobs (`/jobs/v2`); [`Jobs::drive`] runs their scheduler.
     pub jobs: Arc<Jobs>,
+    /// Message routing (routes, endpoints, system events); [`routing::Routing::start_delivery`]
+    /// starts its endpoint workers.
+    pub routing: Arc<routing::Routing>,
     /// Wall-clock time.
     pub clock: Arc<dyn Clock>,
 }
@@ -178,13 +185,22 @@ impl Outpost {
         for hub in hubs.list() {
             backends
                 .events
-                .ensure_partitions(&hub.name, hub.partition_count)
+                .ensure_partitions(&outpost_model::LogName::hub(&hub.name), hub.partition_count)
                 .await?;
         }
+        let routing = routing::Routing::load(
+            backends.routing,
+            backends.events.clone(),
+            hubs.clone(),
+            registry.clone(),
+            backends.clock.clone(),
+        )
+        .await?;
         let telemetry = Arc::new(Telemetry::new(
             backends.events,
             backends.clock.clone(),
             metrics.clone(),
+            routing.clone(),
         ));
         // Locks belonged to connections of the previous run; their messages are deliverable again.
         backends.c2d.release_all_locks().await?;
@@ -212,12 +228,15 @@ impl Outpost {
             MAX_FILE_NOTIFICATIONS,
         )
         .await?;
-        let files = Arc::new(FileUploads::new(
-            blobs.clone(),
-            backends.clock.clone(),
-            FileUploadSettings::default(),
-            Arc::new(notifications),
-        ));
+        let files = Arc::new(
+            FileUploads::new(
+                blobs.clone(),
+                backends.clock.clone(),
+                FileUploadSettings::default(),
+                Arc::new(notifications),
+            )
+            .with_events(registry.events.clone()),
+        );
         let registry_jobs = Arc::new(registry_jobs::RegistryJobs::new(
             registry.clone(),
             blobs.clone(),
@@ -240,6 +259,7 @@ impl Outpost {
             files,
             registry_jobs,
             jobs,
+            routing,
             clock: backends.clock,
         })
     }
@@ -285,7 +305,7 @@ impl Outpost {
         let hub = self.hubs.create(hub).await?;
         self.telemetry
             .log()
-            .ensure_partitions(&hub.name, hub.partition_count)
+            .ensure_partitions(&outpost_model::LogName::hub(&hub.name), hub.partition_count)
             .await?;
         Ok(hub)
     }
@@ -303,7 +323,7 @@ impl Outpost {
         if let Some(hub) = &created {
             self.telemetry
                 .log()
-                .ensure_partitions(&hub.name, hub.partition_count)
+                .ensure_partitions(&outpost_model::LogName::hub(&hub.name), hub.partition_count)
                 .await?;
         }
         Ok(created)
@@ -320,6 +340,7 @@ impl Outpost {
             .ok_or_else(|| CoreError::HubNotFound(name.to_owned()))?;
         self.jobs.drop_hub(&hub.name).await?;
         self.hubs.delete(name).await?;
+        self.routing.drop_hub(&hub.name);
         self.telemetry.log().drop_hub(&hub.name).await?;
         self.blobs.store().drop_hub(hub.name.as_str()).await?;
         self.files.drop_hub(&hub.name);

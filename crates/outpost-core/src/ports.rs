@@ -8,7 +8,7 @@
 //! PostgreSQL `UPDATE … WHERE revision = $n` alike.
 
 use async_trait::async_trait;
-use outpost_model::{Device, DeviceId, Hub, HubName, Module, ModuleId, Timestamp, Twin};
+use outpost_model::{Device, DeviceId, Hub, HubName, LogName, Module, ModuleId, Timestamp, Twin};
 use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
@@ -231,25 +231,32 @@ pub struct Retention {
     pub max_bytes_per_partition: u64,
 }
 
-/// The durable, partitioned telemetry log that the built-in Event Hubs-compatible endpoint
-/// serves. Per hub, partitions are fixed at hub creation; within a partition events keep the
+/// The durable, partitioned event logs: per hub, the log of every message it accepted (which the
+/// built-in Event Hubs-compatible endpoint serves) and one log per custom event stream
+/// ([`LogName`]). Partitions are fixed when a log is created; within a partition events keep the
 /// order they were appended in.
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {
-    /// Makes sure the hub's partitions exist (idempotent).
-    async fn ensure_partitions(&self, hub: &HubName, partition_count: u32) -> Result<(), StoreError>;
+    /// Makes sure the log's partitions exist (idempotent).
+    async fn ensure_partitions(&self, log: &LogName, partition_count: u32) -> Result<(), StoreError>;
 
-    /// Deletes every partition of the hub.
+    /// Deletes one log (a custom stream whose endpoint was deleted).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] for an unknown log.
+    async fn drop_log(&self, log: &LogName) -> Result<(), StoreError>;
+
+    /// Deletes every partition of the hub's log and of its streams' logs.
     async fn drop_hub(&self, hub: &HubName) -> Result<(), StoreError>;
 
     /// Appends events to one partition, in order. Resolves only once they are durable on disk
     /// (group commit: concurrent appends share one sync).
     ///
     /// # Errors
-    /// [`StoreError::NotFound`] for an unknown hub or partition.
+    /// [`StoreError::NotFound`] for an unknown log or partition.
     async fn append(
         &self,
-        hub: &HubName,
+        log: &LogName,
         partition: u32,
         payloads: Vec<bytes::Bytes>,
     ) -> Result<Vec<AppendedEvent>, StoreError>;
@@ -258,10 +265,10 @@ pub trait EventLog: Send + Sync + 'static {
     /// starting at `from`. An empty result means the reader is at the end.
     ///
     /// # Errors
-    /// [`StoreError::NotFound`] for an unknown hub or partition.
+    /// [`StoreError::NotFound`] for an unknown log or partition.
     async fn read(
         &self,
-        hub: &HubName,
+        log: &LogName,
         partition: u32,
         from: LogPosition,
         max_events: usize,
@@ -269,11 +276,11 @@ pub trait EventLog: Send + Sync + 'static {
     ) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// Returns the state of one partition.
-    async fn partition_info(&self, hub: &HubName, partition: u32) -> Result<PartitionInfo, StoreError>;
+    async fn partition_info(&self, log: &LogName, partition: u32) -> Result<PartitionInfo, StoreError>;
 
     /// Returns a receiver of the partition's next sequence number, which changes after every
     /// durable append: tailing readers wait on it instead of polling.
-    fn watch(&self, hub: &HubName, partition: u32) -> Result<tokio::sync::watch::Receiver<u64>, StoreError>;
+    fn watch(&self, log: &LogName, partition: u32) -> Result<tokio::sync::watch::Receiver<u64>, StoreError>;
 
     /// Drops whole segments past the retention limits; returns how many events were dropped.
     async fn apply_retention(&self, retention: Retention, now: Timestamp) -> Result<u64, StoreError>;

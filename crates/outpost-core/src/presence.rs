@@ -95,6 +95,8 @@ pub const COMMAND_QUEUE_DEPTH: usize = 64;
 pub struct Presence {
     next_connection: AtomicU64,
     connected: Mutex<HashMap<IdentityKey, Entry>>,
+    /// Connection state events (`deviceConnectionStateEvents`) for routing.
+    events: crate::routing::events::ConnectionEvents,
 }
 
 /// A registration of one connection; dropping it does not unregister (call
@@ -110,6 +112,11 @@ pub struct Registration {
 }
 
 impl Presence {
+    /// Links connection state events to the routing publisher (done by `Registry::new`).
+    pub fn link_events(&self, publisher: crate::routing::EventPublisher) {
+        self.events.link(publisher);
+    }
+
     /// Registers a new connection of `key`, telling a previous one to close.
     pub fn connect(&self, key: IdentityKey, now: Timestamp) -> Registration {
         let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
@@ -127,6 +134,7 @@ impl Presence {
             // once its channel closes, because its sender is gone.
             let _ = previous.sender.try_send(DeviceCommand::TakenOver);
         }
+        self.events.record(&key, true, now);
         Registration {
             key,
             connection,
@@ -142,6 +150,8 @@ impl Presence {
             .is_some_and(|entry| entry.connection == connection)
         {
             connected.remove(key);
+            drop(connected);
+            self.events.record(key, false, Timestamp::now());
         }
     }
 

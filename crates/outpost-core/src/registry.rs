@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::access::{Caller, Permission};
 use crate::c2d::{C2dTarget, CloudToDeviceQueue};
 use crate::presence::{DeviceCommand, IdentityKey, Presence};
+use crate::routing::events::Lifecycle;
 use crate::{
     Clock, CoreError, DeviceCounts, DeviceRecord, Expected, ModuleRecord, RegistryStore, StoreError,
 };
@@ -69,6 +70,8 @@ pub struct Registry {
     pub(crate) c2d_queue: Arc<dyn CloudToDeviceQueue>,
     /// Device job records, for `FROM devices.jobs` queries (set once by `Outpost::start`).
     pub(crate) job_store: std::sync::OnceLock<Arc<dyn crate::jobs::JobStore>>,
+    /// Where twin-change and lifecycle events go (linked by `Routing::load`).
+    pub events: crate::routing::EventPublisher,
 }
 
 impl std::fmt::Debug for Registry {
@@ -105,6 +108,8 @@ impl Registry {
         presence: Arc<Presence>,
         c2d_queue: Arc<dyn CloudToDeviceQueue>,
     ) -> Self {
+        let events = crate::routing::EventPublisher::default();
+        presence.link_events(events.clone());
         Self {
             store,
             clock,
@@ -112,6 +117,7 @@ impl Registry {
             presence,
             c2d_queue,
             job_store: std::sync::OnceLock::new(),
+            events,
         }
     }
 
@@ -229,7 +235,11 @@ impl Registry {
                 twin: Twin::new(now),
             };
             return match self.store.put_device(hub, &record, Expected::Absent).await {
-                Ok(_) => Ok(record.device),
+                Ok(_) => {
+                    self.publish_lifecycle(hub, id, None, Lifecycle::Created, &record.twin)
+                        .await;
+                    Ok(record.device)
+                }
                 Err(StoreError::Conflict) => Err(CoreError::DeviceAlreadyExists(id.clone())),
                 // The hub was deleted while the request ran.
                 Err(StoreError::ParentMissing) => Err(CoreError::HubNotFound(hub.to_string())),
@@ -297,6 +307,8 @@ impl Registry {
                 .await
             {
                 Ok(()) => {
+                    self.publish_device_deleted(&caller.hub().name, &stored.value, &modules)
+                        .await;
                     let targets =
                         std::iter::once(None).chain(modules.into_iter().map(|m| Some(m.module.module_id)));
                     for module in targets {
@@ -372,7 +384,12 @@ impl Registry {
                 twin: Twin::new(now),
             };
             return match self.store.put_module(hub, &record, Expected::Absent).await {
-                Ok(_) => Ok(record.module),
+                Ok(_) => {
+                    let (device, module) = (device_id, Some(module_id));
+                    self.publish_lifecycle(hub, device, module, Lifecycle::Created, &record.twin)
+                        .await;
+                    Ok(record.module)
+                }
                 Err(StoreError::Conflict) => Err(CoreError::ModuleAlreadyExists {
                     device: device_id.clone(),
                     module: module_id.clone(),
@@ -468,6 +485,9 @@ impl Registry {
                 .await
             {
                 Ok(()) => {
+                    let (hub, twin) = (&caller.hub().name, &stored.value.twin);
+                    self.publish_lifecycle(hub, device_id, Some(module_id), Lifecycle::Deleted, twin)
+                        .await;
                     self.forget_identity(&caller.hub().name, device_id, Some(module_id.clone()))
                         .await;
                     return Ok(());

@@ -68,6 +68,8 @@ impl Registry {
             .change_twin(key, if_match, |twin| self.apply(twin, update, mode))
             .await?;
         self.notify_desired(key, record.twin(), update, mode);
+        let change = crate::routing::events::TwinChange::service(update, mode);
+        self.publish_twin_change(key, record.twin(), change).await;
         Ok(record)
     }
 

@@ -17,6 +17,7 @@
 //! * [`consumer_groups`]: consumer groups of a hub's built-in Event Hubs-compatible endpoint.
 //! * [`events`]: partition state and long-polling reads of the event log (`monitor-events`).
 //! * [`request`]: extractors: authenticated caller, api-version, If-Match, JSON bodies.
+//! * [`webhook_client`]: the HTTP client routing's webhook endpoints post through.
 //! * [`error`]: [`ApiError`], the Azure error body.
 
 pub mod blob;
@@ -32,7 +33,9 @@ pub mod operator;
 pub mod query;
 pub mod registry_jobs;
 pub mod request;
+pub mod routing;
 pub mod service;
+pub mod webhook_client;
 
 use std::time::Instant;
 
@@ -46,6 +49,7 @@ use outpost_core::Outpost;
 pub use error::ApiError;
 pub use operator::{HubDefaults, HubsChanged, OperatorState};
 pub use request::ClientCertificates;
+pub use webhook_client::HyperWebhookClient;
 
 /// State of the service routes.
 #[derive(Debug, Clone)]
@@ -104,7 +108,7 @@ fn api_family(route: Option<&str>) -> &'static str {
         Some(route) if route.ends_with("/methods") => "methods",
         Some(route) if route.starts_with("/twins/") => "twins",
         Some(route) if route.starts_with("/statistics/") => "statistics",
-        Some(route) if route.starts_with("/fileuploads") => "blob",
+        Some(route) if route.starts_with("/{container}") => "blob",
         Some(route) if route.starts_with("/configurations") => "configurations",
         Some(route) if route.starts_with("/jobs/v2") => "scheduled-jobs",
         Some(route) if route.starts_with("/jobs") => "import-export",

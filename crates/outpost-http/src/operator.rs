@@ -101,6 +101,7 @@ pub fn routes(state: OperatorState) -> Router {
             "/hubs/{hub}/files/sas",
             axum::routing::post(crate::blob::operator_sas::mint),
         )
+        .merge(crate::routing::routes())
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -234,6 +235,8 @@ struct ConnectionStringQuery {
     policy: Option<String>,
     #[serde(default)]
     eventhub: bool,
+    /// With `eventhub`: a custom event stream of the hub instead of the built-in endpoint.
+    stream: Option<String>,
 }
 
 async fn connection_string(
@@ -254,7 +257,10 @@ async fn connection_string(
             endpoint: format!("sb://{}/", hub.host_name),
             key_name: policy.key_name.to_string(),
             key: policy.primary_key.clone(),
-            entity_path: Some(hub.name.to_string()),
+            entity_path: Some(match &query.stream {
+                Some(stream) => crate::routing::stream_entity(&state, &hub, stream)?,
+                None => hub.name.to_string(),
+            }),
             use_development_emulator: false,
         }
         .to_string()
@@ -303,6 +309,7 @@ async fn metrics(State(state): State<OperatorState>) -> Result<Response, ApiErro
             connected_devices: state.outpost.registry.connected_device_count(&caller)?,
         });
     }
-    let body = state.outpost.metrics.render(&gauges);
+    let mut body = state.outpost.metrics.render(&gauges);
+    crate::routing::render_metrics(&state.outpost.routing, &mut body);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }

@@ -102,6 +102,61 @@ id_newtype!(
 );
 
 id_newtype!(
+    /// A routing endpoint name: 1 to 64 ASCII letters, digits and `- _ .`, starting with a letter
+    /// or digit (Azure's rule for endpoint names). `events` is the built-in endpoint;
+    /// `fileNotifications`, `operationsMonitoringEvents` and `$default` are reserved by Azure.
+    EndpointName,
+    "endpoint name",
+    validate_endpoint_name
+);
+id_newtype!(
+    /// The name of one event log: a hub's own log (`<hub>`, the messages it accepted) or one of its
+    /// custom event streams (`<hub>.<endpoint>`). Hub names have no `.`, so the split is unique.
+    LogName,
+    "log name",
+    validate_log_name
+);
+
+impl EndpointName {
+    /// The built-in Event Hubs-compatible endpoint.
+    pub const BUILT_IN: &'static str = "events";
+
+    /// Returns whether this is the built-in endpoint `events`.
+    pub fn is_built_in(&self) -> bool {
+        self.as_str() == Self::BUILT_IN
+    }
+}
+
+impl LogName {
+    /// The hub's own log.
+    pub fn hub(hub: &HubName) -> Self {
+        Self(Arc::from(hub.as_str()))
+    }
+
+    /// The log of a hub's custom event stream.
+    pub fn stream(hub: &HubName, endpoint: &EndpointName) -> Self {
+        Self(Arc::from(format!("{hub}.{endpoint}")))
+    }
+
+    /// Returns the hub the log belongs to.
+    pub fn hub_name(&self) -> HubName {
+        let hub = self.0.split('.').next().unwrap_or_default();
+        HubName(Arc::from(hub))
+    }
+
+    /// Returns the stream's endpoint name, or `None` for a hub's own log.
+    pub fn stream_name(&self) -> Option<&str> {
+        self.0.split_once('.').map(|(_, stream)| stream)
+    }
+}
+
+impl From<&HubName> for LogName {
+    fn from(hub: &HubName) -> Self {
+        Self::hub(hub)
+    }
+}
+
+id_newtype!(
     /// A consumer group of a hub's built-in Event Hubs-compatible endpoint: 1 to 50 ASCII letters,
     /// digits and `. _ -` (Azure's rule), or the reserved `$Default`. Azure compares them
     /// case-insensitively: use [`ConsumerGroupName::matches`].
@@ -177,6 +232,41 @@ fn validate_hub_name(value: &str) -> Result<(), &'static str> {
         return Err("must start and end with a letter or digit");
     }
     Ok(())
+}
+
+/// Endpoint names Azure reserves for itself (compared case-insensitively).
+const RESERVED_ENDPOINT_NAMES: [&str; 3] = ["fileNotifications", "operationsMonitoringEvents", "$default"];
+
+fn validate_endpoint_name(value: &str) -> Result<(), &'static str> {
+    if value.is_empty() || value.len() > 64 {
+        return Err("must be 1 to 64 characters");
+    }
+    if RESERVED_ENDPOINT_NAMES
+        .iter()
+        .any(|name| name.eq_ignore_ascii_case(value))
+    {
+        return Err("the name is reserved");
+    }
+    if !value.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err("must start with a letter or digit");
+    }
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err("only ASCII letters, digits and - _ . are allowed");
+    }
+    Ok(())
+}
+
+fn validate_log_name(value: &str) -> Result<(), &'static str> {
+    match value.split_once('.') {
+        None => validate_hub_name(value),
+        Some((hub, stream)) => {
+            validate_hub_name(hub)?;
+            validate_endpoint_name(stream)
+        }
+    }
 }
 
 fn validate_policy_name(value: &str) -> Result<(), &'static str> {
@@ -290,6 +380,32 @@ mod tests {
         for bad in ["", "-a", "a-", "Upper", "a.b", &"a".repeat(51)] {
             assert!(HubName::new(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn endpoint_and_log_names() {
+        for good in ["events", "alerts", "Hot.Path_2", &"x".repeat(64)] {
+            assert!(EndpointName::new(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "a b",
+            "a/b",
+            "fileNotifications",
+            "$default",
+            &"x".repeat(65),
+        ] {
+            assert!(EndpointName::new(bad).is_err(), "{bad}");
+        }
+        let hub = HubName::new("plant-1").unwrap();
+        let stream = LogName::stream(&hub, &EndpointName::new("Hot.Path").unwrap());
+        assert_eq!(stream.as_str(), "plant-1.Hot.Path");
+        assert_eq!(stream.hub_name(), hub);
+        assert_eq!(stream.stream_name(), Some("Hot.Path"));
+        assert_eq!(LogName::hub(&hub).stream_name(), None);
+        assert_eq!(LogName::new("plant-1.Hot.Path").unwrap(), stream);
+        assert!(LogName::new("Plant.x").is_err() && LogName::new("plant.").is_err());
     }
 
     #[test]

@@ -25,11 +25,14 @@ pub mod twin;
 
 pub use error::{ErrorCode, HasErrorCode, ModelError};
 pub use hub::{ConsumerGroup, Hub, HubCertificate, MAX_CONSUMER_GROUPS, SharedAccessPolicy};
-pub use id::{ConsumerGroupName, DEFAULT_CONSUMER_GROUP, DeviceId, Etag, HubName, ModuleId, PolicyName};
+pub use id::{
+    ConsumerGroupName, DEFAULT_CONSUMER_GROUP, DeviceId, EndpointName, Etag, HubName, LogName, ModuleId,
+    PolicyName,
+};
 pub use identity::{
     Authentication, AuthenticationType, Capabilities, ConnectionState, Device, DeviceStatus, Module,
     SymmetricKeyPair, X509Thumbprints, new_generation_id,
 };
-pub use message::{Annotations, MAX_MESSAGE_BYTES, Message, SystemProperties, partition_for};
+pub use message::{Annotations, Delivery, MAX_MESSAGE_BYTES, Message, SystemProperties, partition_for};
 pub use timestamp::Timestamp;
 pub use twin::{Twin, TwinLimits, TwinSection, TwinUpdate};

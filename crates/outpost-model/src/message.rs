@@ -53,7 +53,28 @@ pub struct Annotations {
     pub message_source: String,
 }
 
-/// A device-to-cloud message as the event log keeps it.
+/// One endpoint a message was routed to, with the enrichments that endpoint adds (decided once,
+/// when the hub accepted the message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The endpoint's name (`events` for the built-in endpoint).
+    pub endpoint: String,
+    /// Application properties the endpoint's enrichments add, in order.
+    pub enrichments: Vec<(String, String)>,
+}
+
+impl Delivery {
+    /// The built-in endpoint without enrichments: what a message stored before routing existed
+    /// (format version 1) was routed to.
+    pub fn built_in() -> Self {
+        Self {
+            endpoint: crate::EndpointName::BUILT_IN.into(),
+            enrichments: Vec::new(),
+        }
+    }
+}
+
+/// A device-to-cloud message (or system event) as the event log keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     /// System properties.
@@ -62,12 +83,15 @@ pub struct Message {
     pub application_properties: Vec<(String, String)>,
     /// The hub's stamps.
     pub annotations: Annotations,
+    /// The endpoints the routes sent the message to.
+    pub deliveries: Vec<Delivery>,
     /// The body, unchanged.
     pub body: Bytes,
 }
 
-/// Format version of [`Message::encode`].
-const ENCODING_VERSION: u8 = 1;
+/// Format version of [`Message::encode`]. Version 1 (before routing) had no deliveries: it reads
+/// as routed to the built-in endpoint.
+const ENCODING_VERSION: u8 = 2;
 
 fn put_str(buf: &mut BytesMut, text: &str) {
     buf.put_u32(text.len() as u32);
@@ -113,7 +137,52 @@ fn get_opt(buf: &mut Bytes) -> Result<Option<String>, ModelError> {
     }
 }
 
+/// Reads a count of items that take at least `min_item_bytes` each, bounded by what is left.
+fn get_count(buf: &mut Bytes, min_item_bytes: usize) -> Result<usize, ModelError> {
+    if buf.remaining() < 4 {
+        return Err(corrupt("truncated count"));
+    }
+    let count = buf.get_u32() as usize;
+    if count > buf.remaining() / min_item_bytes {
+        return Err(corrupt("count larger than the record"));
+    }
+    Ok(count)
+}
+
+fn get_pairs(buf: &mut Bytes, count: usize) -> Result<Vec<(String, String)>, ModelError> {
+    (0..count).map(|_| Ok((get_str(buf)?, get_str(buf)?))).collect()
+}
+
 impl Message {
+    /// Returns the delivery of `endpoint`, if the message was routed there.
+    pub fn delivery(&self, endpoint: &str) -> Option<&Delivery> {
+        self.deliveries
+            .iter()
+            .find(|delivery| delivery.endpoint == endpoint)
+    }
+
+    /// Returns the message as `endpoint` receives it: its enrichments added to the application
+    /// properties (an existing property of the same name is replaced, as Azure does), without the
+    /// routing stamps. `None` when the message was not routed there.
+    pub fn for_endpoint(&self, endpoint: &str) -> Option<Self> {
+        let delivery = self.delivery(endpoint)?;
+        let mut message = Self {
+            deliveries: Vec::new(),
+            ..self.clone()
+        };
+        for (key, value) in &delivery.enrichments {
+            match message
+                .application_properties
+                .iter_mut()
+                .find(|(name, _)| name == key)
+            {
+                Some(existing) => existing.1.clone_from(value),
+                None => message.application_properties.push((key.clone(), value.clone())),
+            }
+        }
+        Some(message)
+    }
+
     /// Returns the compact binary form the event log stores: version, properties, annotations,
     /// application properties, body. Strings are length-prefixed; the body is copied once.
     pub fn encode(&self) -> Bytes {
@@ -146,6 +215,15 @@ impl Message {
             put_str(&mut buf, key);
             put_str(&mut buf, value);
         }
+        buf.put_u32(self.deliveries.len() as u32);
+        for delivery in &self.deliveries {
+            put_str(&mut buf, &delivery.endpoint);
+            buf.put_u32(delivery.enrichments.len() as u32);
+            for (key, value) in &delivery.enrichments {
+                put_str(&mut buf, key);
+                put_str(&mut buf, value);
+            }
+        }
         buf.put_slice(&self.body);
         buf.freeze()
     }
@@ -155,7 +233,8 @@ impl Message {
     /// # Errors
     /// [`ModelError::InvalidField`] when the bytes are not a whole message of a known version.
     pub fn decode(mut bytes: Bytes) -> Result<Self, ModelError> {
-        if !bytes.has_remaining() || bytes.get_u8() != ENCODING_VERSION {
+        let version = if bytes.has_remaining() { bytes.get_u8() } else { 0 };
+        if !(1..=ENCODING_VERSION).contains(&version) {
             return Err(corrupt("unknown version"));
         }
         let buf = &mut bytes;
@@ -180,18 +259,24 @@ impl Message {
         }
         let enqueued_time = Timestamp::from_unix_millis(buf.get_i64());
         let message_source = get_str(buf)?;
-        if buf.remaining() < 4 {
-            return Err(corrupt("truncated property count"));
-        }
-        let count = buf.get_u32() as usize;
-        // Each property takes at least 8 bytes: bound the allocation by what is there.
-        if count > buf.remaining() / 8 {
-            return Err(corrupt("property count larger than the record"));
-        }
-        let mut application_properties = Vec::with_capacity(count);
-        for _ in 0..count {
-            application_properties.push((get_str(buf)?, get_str(buf)?));
-        }
+        // Each property takes at least 8 bytes: the count is bounded by what is there.
+        let count = get_count(buf, 8)?;
+        let application_properties = get_pairs(buf, count)?;
+        let deliveries = if version == 1 {
+            vec![Delivery::built_in()]
+        } else {
+            let count = get_count(buf, 8)?;
+            let mut deliveries = Vec::with_capacity(count);
+            for _ in 0..count {
+                let endpoint = get_str(buf)?;
+                let enrichments = get_count(buf, 8).and_then(|count| get_pairs(buf, count))?;
+                deliveries.push(Delivery {
+                    endpoint,
+                    enrichments,
+                });
+            }
+            deliveries
+        };
         let annotations = Annotations {
             device_id,
             module_id,
@@ -204,6 +289,7 @@ impl Message {
             properties,
             application_properties,
             annotations,
+            deliveries,
             body: bytes,
         })
     }
@@ -246,6 +332,16 @@ mod tests {
                 enqueued_time: Timestamp::from_unix_millis(1_795_692_329_123),
                 message_source: "Telemetry".into(),
             },
+            deliveries: vec![
+                Delivery::built_in(),
+                Delivery {
+                    endpoint: "alerts".into(),
+                    enrichments: vec![
+                        ("site".into(), "plant-1".into()),
+                        ("alert".into(), "enriched".into()),
+                    ],
+                },
+            ],
             body: Bytes::from_static(br#"{"temp":21.5}"#),
         }
     }
@@ -254,6 +350,40 @@ mod tests {
     fn messages_round_trip_through_the_log_encoding() {
         let message = sample();
         assert_eq!(Message::decode(message.encode()).unwrap(), message);
+    }
+
+    #[test]
+    fn version_1_records_read_as_routed_to_the_built_in_endpoint() {
+        let mut message = sample();
+        let encoded = message.encode();
+        // Version 1 had no deliveries: drop the version byte and the deliveries block.
+        let body_start = encoded.len() - message.body.len();
+        let deliveries_len: usize = 4 + (4 + 6 + 4) + (4 + 6 + 4 + 4 + 4 + 4 + 7 + 4 + 5 + 4 + 8);
+        let mut v1 = vec![1u8];
+        v1.extend_from_slice(&encoded[1..body_start - deliveries_len]);
+        v1.extend_from_slice(&message.body);
+        message.deliveries = vec![Delivery::built_in()];
+        assert_eq!(Message::decode(Bytes::from(v1)).unwrap(), message);
+    }
+
+    #[test]
+    fn an_endpoint_sees_its_enrichments_and_no_stamps() {
+        let message = sample();
+        let alerts = message.for_endpoint("alerts").unwrap();
+        assert!(alerts.deliveries.is_empty());
+        assert_eq!(
+            alerts.application_properties,
+            [
+                ("alert".to_owned(), "enriched".to_owned()),
+                ("a/b".to_owned(), "x&y=z".to_owned()),
+                ("site".to_owned(), "plant-1".to_owned()),
+            ]
+        );
+        assert_eq!(
+            message.for_endpoint("events").unwrap().application_properties,
+            message.application_properties
+        );
+        assert!(message.for_endpoint("storage").is_none());
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub struct OutpostConfig {
     pub tls: TlsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Message routing of named hubs (`[[routing]]`, see [`crate::routing_config`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routing: Vec<crate::routing_config::HubRouting>,
 }
 
 /// Hub defaults.
@@ -273,6 +276,7 @@ impl Default for OutpostConfig {
             file_upload: FileUploadConfig::default(),
             tls: TlsConfig::default(),
             log: LogConfig::default(),
+            routing: Vec::new(),
         }
     }
 }
@@ -399,6 +403,7 @@ impl OutpostConfig {
             ));
         }
         self.file_upload.blob_settings()?;
+        crate::routing_config::check(&self.routing).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid("log.format must be text or json".into()));
         }

@@ -8,10 +8,12 @@
 //! * [`server`]: [`Server::start`] and shutdown.
 //! * [`tls`]: development CA, reloading certificates, rustls configurations.
 //! * [`https`]: the HTTPS and plain-HTTP accept loops.
+//! * [`routing_config`]: `[[routing]]` of the configuration file, applied at start.
 //! * [`websocket`]: MQTT and AMQP over WebSockets on the HTTPS listener.
 
 pub mod config;
 pub mod https;
+pub mod routing_config;
 pub mod server;
 pub mod tls;
 pub mod websocket;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use outpost_amqp::door::DoorContext;
 use outpost_amqp::engine::EngineConfig;
 use outpost_auth::ServiceConnectionString;
+use outpost_core::routing::EndpointPorts;
 use outpost_core::{Backends, C2dSettings, CoreError, EventLog as _, Outpost, Retention, SystemClock};
 use outpost_http::{HubDefaults, OperatorState};
 use outpost_model::TwinLimits;
@@ -47,6 +48,9 @@ pub enum ServerError {
     /// The hub core failed to start.
     #[error("cannot start the hub core")]
     Core(#[source] CoreError),
+    /// The configuration file's `[[routing]]` cannot be applied.
+    #[error("cannot apply the routing configuration")]
+    Routing(#[source] crate::routing_config::RoutingFileError),
     /// TLS material cannot be created or loaded.
     #[error("cannot set up tls")]
     Tls(#[source] TlsError),
@@ -63,6 +67,12 @@ pub enum ServerError {
 
 /// The directory under the data dir that `file://` import and export containers must be in.
 pub const IMPORT_EXPORT_DIR: &str = "import-export";
+
+/// Where routing endpoints' dead-lettered batches go, under the data directory.
+pub const DEAD_LETTERS_DIR: &str = "dead-letters";
+
+/// How long a routing endpoint fails continuously before it is reported dead.
+const ENDPOINT_DEAD_AFTER: Duration = Duration::from_secs(300);
 
 /// A running server.
 #[derive(Debug)]
@@ -109,6 +119,7 @@ impl Server {
             c2d: Arc::new(store.clone()),
             service_bound: Arc::new(store.clone()),
             jobs: Arc::new(store.clone()),
+            routing: Arc::new(store.clone()),
             blobs: Arc::new(
                 outpost_store::EmbeddedBlobStore::open(&data_dir.join("blobs"))
                     .map_err(ServerError::Store)?,
@@ -138,6 +149,9 @@ impl Server {
         {
             tracing::info!(hub = %hub.name, host = %hub.host_name, "created the default hub");
         }
+        crate::routing_config::apply(&outpost, &config.routing)
+            .await
+            .map_err(ServerError::Routing)?;
         let token = operator_token(&data_dir)?;
         let cancel = CancellationToken::new();
 
@@ -335,6 +349,16 @@ impl Server {
                 .configurations
                 .spawn_reconciler(Duration::from_secs(10), cancel.child_token().cancelled_owned()),
         );
+        // Routing endpoints' delivery workers (streams, storage, webhooks) resume from their
+        // checkpoints.
+        outpost
+            .routing
+            .start_delivery(endpoint_ports(
+                &data_dir,
+                dev_ca.as_ref().map(|(ca, _)| ca.ca_pem_path()),
+                outpost.blobs.store().clone(),
+            ))
+            .await;
         let operator_cancel = cancel.child_token();
         tasks.push(tokio::spawn(async move {
             if let Err(error) = serve_http(operator_listener, operator, operator_cancel).await {
@@ -385,8 +409,38 @@ impl Server {
         for task in self.tasks {
             let _ = task.await;
         }
+        self.outpost.routing.stop_delivery().await;
         // Lets the log's writers finish their batches before the process exits.
         self.events.close().await;
+    }
+}
+
+/// What routing endpoints write through: directories (storage endpoints, dead letters under
+/// `<data dir>/dead-letters`), the built-in blob store, and an HTTP client for webhooks that
+/// trusts the development CA (webhook receivers on this machine may use its certificates).
+fn endpoint_ports(
+    data_dir: &std::path::Path,
+    ca_pem: Option<&std::path::Path>,
+    blobs: Arc<dyn outpost_core::BlobStore>,
+) -> EndpointPorts {
+    let ca = ca_pem.and_then(|path| std::fs::read(path).ok());
+    let webhook =
+        match outpost_http::HyperWebhookClient::new(&ca.iter().map(Vec::as_slice).collect::<Vec<_>>()) {
+            Ok(client) => Some(Arc::new(client) as Arc<dyn outpost_core::routing::WebhookClient>),
+            Err(error) => {
+                tracing::warn!(error = %error, "webhook endpoints unavailable: the HTTP client cannot start");
+                None
+            }
+        };
+    EndpointPorts {
+        directory: Arc::new(|dir: &std::path::Path| {
+            Arc::new(outpost_store::DirectoryTarget::new(dir))
+                as Arc<dyn outpost_core::routing::StorageTarget>
+        }),
+        blobs: Some(blobs),
+        webhook,
+        dead_letters: data_dir.join(DEAD_LETTERS_DIR),
+        dead_after: ENDPOINT_DEAD_AFTER,
     }
 }
 

@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use mqtt_support::{Client, create_device, device_token, patch_desired, start, start_with};
 use outpost_auth::SymmetricKey;
 use outpost_core::{Caller, DeviceSpec, LogPosition};
-use outpost_model::{DeviceId, DeviceStatus, Message, partition_for};
+use outpost_model::{DeviceId, DeviceStatus, LogName, Message, partition_for};
 use outpost_mqtt::codec::{Connect, ConnectReturnCode, Packet, PacketId, QoS, SubAckReturnCode};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -48,7 +48,13 @@ async fn telemetry_is_acknowledged_in_order_and_stored_with_properties_and_stamp
     let partition = partition_for(&DeviceId::new("dev1").unwrap(), hub.partition_count);
     let log = server.outpost.telemetry.log();
     let events = log
-        .read(&hub.name, partition, LogPosition::SequenceNumber(0), 100, 1 << 20)
+        .read(
+            &LogName::hub(&hub.name),
+            partition,
+            LogPosition::SequenceNumber(0),
+            100,
+            1 << 20,
+        )
         .await
         .unwrap();
     assert_eq!(events.len(), 20);

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use outpost_core::{EventLog as _, LogPosition};
-use outpost_model::HubName;
+use outpost_model::LogName;
 use outpost_store::EmbeddedEventLog;
 use outpost_store::event_log::{EventLogOptions, EventLogStats};
 
@@ -39,10 +39,10 @@ fn runtime() -> tokio::runtime::Runtime {
 fn fresh_log(
     runtime: &tokio::runtime::Runtime,
     partitions: u32,
-) -> (EmbeddedEventLog, HubName, tempfile::TempDir) {
+) -> (EmbeddedEventLog, LogName, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("create a temporary directory");
     let log = EmbeddedEventLog::open(dir.path(), EventLogOptions::default()).expect("open the event log");
-    let hub = HubName::new("bench").expect("valid hub name");
+    let hub = LogName::new("bench").expect("valid log name");
     runtime
         .block_on(log.ensure_partitions(&hub, partitions))
         .expect("ensure partitions");
@@ -50,7 +50,7 @@ fn fresh_log(
 }
 
 /// Runs `appenders` tasks, each appending `calls` single-payload appends to its partition.
-async fn append_round(log: &EmbeddedEventLog, hub: &HubName, appenders: u32, partitions: u32, calls: u32) {
+async fn append_round(log: &EmbeddedEventLog, hub: &LogName, appenders: u32, partitions: u32, calls: u32) {
     let payload = Bytes::from(vec![0x5a; PAYLOAD_BYTES]);
     let tasks: Vec<_> = (0..appenders)
         .map(|appender| {

@@ -70,6 +70,7 @@ impl HubStore for EmbeddedStore {
             crate::service_bound::delete_hub_records(tx, hub)?;
             crate::jobs::delete_hub_jobs(tx, hub)?;
             crate::configurations::delete_hub_configurations(tx, hub)?;
+            crate::routing::delete_hub_routing(tx, hub)?;
             Ok(())
         })
         .await

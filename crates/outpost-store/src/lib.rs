@@ -15,6 +15,7 @@
 //! * `c2d`: `CloudToDeviceQueue`: per-device and per-module peek-lock queues in the same database.
 //! * `service_bound`: `ServiceBoundStore`: feedback records and file-upload notifications.
 //! * `configurations`: `ConfigurationStore`: automatic device management and edge deployments.
+//! * `routing`: `RoutingStore`: routing configurations and endpoint delivery checkpoints.
 //! * `jobs`: `JobStore`: scheduled jobs and their device records.
 //! * `counts`: per-hub device counts, maintained in the device write transactions.
 //! * `error`: the transaction error and its translation into `StoreError`.
@@ -35,6 +36,8 @@ mod hubs;
 mod jobs;
 mod registry;
 mod revision;
+mod routing;
+mod routing_files;
 mod service_bound;
 mod sessions;
 mod store;
@@ -42,4 +45,5 @@ mod tables;
 
 pub use blobs::EmbeddedBlobStore;
 pub use event_log::{EmbeddedEventLog, EventLogOptions};
+pub use routing_files::DirectoryTarget;
 pub use store::EmbeddedStore;

@@ -32,6 +32,7 @@ impl Fixture {
             c2d: Arc::new(store.clone()),
             service_bound: Arc::new(store.clone()),
             jobs: Arc::new(store.clone()),
+            routing: Arc::new(store.clone()),
             blobs: Arc::new(outpost_store::EmbeddedBlobStore::open(blobs_dir.path()).unwrap()),
             clock: Arc::new(SystemClock),
         };

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use outpost_core::testing::{event_payloads, hub_name, read_all_events};
 use outpost_core::{AppendedEvent, EventLog as _, LogPosition, StoreError, StoredEvent};
-use outpost_model::HubName;
+use outpost_model::LogName;
 use outpost_store::EmbeddedEventLog;
 use outpost_store::event_log::EventLogOptions;
 
@@ -41,7 +41,7 @@ async fn close(log: EmbeddedEventLog) {
 }
 
 /// Returns the segment files of a partition, oldest first.
-fn segment_files(dir: &Path, hub: &HubName, partition: u32) -> Vec<PathBuf> {
+fn segment_files(dir: &Path, hub: &LogName, partition: u32) -> Vec<PathBuf> {
     let partition_dir = dir.join(hub.as_str()).join(partition.to_string());
     let mut files: Vec<PathBuf> = std::fs::read_dir(partition_dir)
         .expect("list partition")
@@ -58,7 +58,7 @@ fn file_len(path: &Path) -> u64 {
 
 async fn append_one_by_one(
     log: &EmbeddedEventLog,
-    hub: &HubName,
+    hub: &LogName,
     partition: u32,
     count: usize,
 ) -> Vec<AppendedEvent> {
@@ -73,7 +73,7 @@ async fn append_one_by_one(
 async fn events_survive_close_and_reopen() {
     let dir = tempfile::tempdir().expect("create a temporary directory");
     let log = open(dir.path(), 512);
-    let hub = hub_name("plant");
+    let hub = LogName::hub(&hub_name("plant"));
     log.ensure_partitions(&hub, 2).await.expect("ensure partitions");
     let zero = append_one_by_one(&log, &hub, 0, 60).await;
     log.append(&hub, 1, event_payloads("one", 5))
@@ -114,7 +114,7 @@ async fn events_survive_close_and_reopen() {
 async fn reads_find_every_position_in_sealed_and_active_segments_after_reopen() {
     let dir = tempfile::tempdir().expect("create a temporary directory");
     let log = open(dir.path(), 1000);
-    let hub = hub_name("plant");
+    let hub = LogName::hub(&hub_name("plant"));
     log.ensure_partitions(&hub, 1).await.expect("ensure partitions");
     let mut appended = Vec::new();
     for batch in 0..30 {
@@ -163,7 +163,7 @@ async fn reopen_after(
     dir: &Path,
     damage: impl FnOnce(&Path, &[AppendedEvent]),
 ) -> (EmbeddedEventLog, Vec<AppendedEvent>, Vec<StoredEvent>) {
-    let hub = hub_name("plant");
+    let hub = LogName::hub(&hub_name("plant"));
     let log = open(dir, 1 << 20);
     log.ensure_partitions(&hub, 1).await.expect("ensure partitions");
     let appended = append_one_by_one(&log, &hub, 0, 10).await;
@@ -191,7 +191,7 @@ async fn a_torn_last_record_is_cut_and_appends_continue_in_its_place() {
         events.iter().map(|event| event.position).collect::<Vec<_>>(),
         appended[..9]
     );
-    let hub = hub_name("plant");
+    let hub = LogName::hub(&hub_name("plant"));
     let next = log
         .append(&hub, 0, event_payloads("next", 1))
         .await
@@ -225,7 +225,7 @@ async fn garbage_after_the_last_record_is_cut() {
         appended
     );
     let next = log
-        .append(&hub_name("plant"), 0, event_payloads("next", 1))
+        .append(&LogName::hub(&hub_name("plant")), 0, event_payloads("next", 1))
         .await
         .expect("append");
     assert_eq!((next[0].sequence_number, next[0].offset), (10, end));
@@ -247,7 +247,7 @@ async fn a_flipped_byte_in_the_last_record_is_detected_and_cut() {
         appended[..9]
     );
     let next = log
-        .append(&hub_name("plant"), 0, event_payloads("next", 1))
+        .append(&LogName::hub(&hub_name("plant")), 0, event_payloads("next", 1))
         .await
         .expect("append");
     assert_eq!((next[0].sequence_number, next[0].offset), (9, appended[9].offset));
@@ -256,7 +256,7 @@ async fn a_flipped_byte_in_the_last_record_is_detected_and_cut() {
 #[tokio::test]
 async fn a_torn_first_record_of_a_new_segment_takes_numbers_from_the_segment_before() {
     let dir = tempfile::tempdir().expect("create a temporary directory");
-    let hub = hub_name("plant");
+    let hub = LogName::hub(&hub_name("plant"));
     let log = open(dir.path(), 1024);
     log.ensure_partitions(&hub, 1).await.expect("ensure partitions");
     let appended = append_one_by_one(&log, &hub, 0, 40).await;
@@ -295,7 +295,7 @@ fn last_segment_base(path: &Path) -> u64 {
 #[tokio::test]
 async fn corruption_in_an_older_segment_is_reported_as_corrupt() {
     let dir = tempfile::tempdir().expect("create a temporary directory");
-    let hub = hub_name("plant");
+    let hub = LogName::hub(&hub_name("plant"));
     let log = open(dir.path(), 1024);
     log.ensure_partitions(&hub, 1).await.expect("ensure partitions");
     append_one_by_one(&log, &hub, 0, 40).await;
@@ -328,7 +328,7 @@ async fn an_open_log_cannot_be_opened_again() {
 #[tokio::test]
 async fn retention_keeps_the_active_segment_and_its_effect_survives_reopen() {
     let dir = tempfile::tempdir().expect("create a temporary directory");
-    let hub = hub_name("plant");
+    let hub = LogName::hub(&hub_name("plant"));
     let log = open(dir.path(), 512);
     log.ensure_partitions(&hub, 1).await.expect("ensure partitions");
     let appended = append_one_by_one(&log, &hub, 0, 60).await;
@@ -378,11 +378,11 @@ async fn retention_keeps_the_active_segment_and_its_effect_survives_reopen() {
 #[tokio::test]
 async fn dropping_a_hub_removes_its_directory_for_good() {
     let dir = tempfile::tempdir().expect("create a temporary directory");
-    let hub = hub_name("plant");
+    let hub = LogName::hub(&hub_name("plant"));
     let log = open(dir.path(), 1 << 20);
     log.ensure_partitions(&hub, 2).await.expect("ensure partitions");
     append_one_by_one(&log, &hub, 1, 3).await;
-    log.drop_hub(&hub).await.expect("drop hub");
+    log.drop_hub(&hub.hub_name()).await.expect("drop hub");
     assert!(!dir.path().join("plant").try_exists().expect("stat"));
     close(log).await;
     let log = open(dir.path(), 1 << 20);
@@ -394,7 +394,7 @@ async fn dropping_a_hub_removes_its_directory_for_good() {
 async fn a_thousand_appends_from_fifty_tasks_to_four_partitions_keep_their_order() {
     let dir = tempfile::tempdir().expect("create a temporary directory");
     let log = open(dir.path(), 16 * 1024);
-    let hub = hub_name("plant");
+    let hub = LogName::hub(&hub_name("plant"));
     log.ensure_partitions(&hub, 4).await.expect("ensure partitions");
     let tasks: Vec<_> = (0..50u32)
         .map(|task| {
@@ -456,7 +456,7 @@ async fn crash_writer_child() {
         return;
     };
     let log = open(Path::new(&dir), 32 * 1024);
-    let hub = hub_name("plant");
+    let hub = LogName::hub(&hub_name("plant"));
     log.ensure_partitions(&hub, CRASH_PARTITIONS)
         .await
         .expect("ensure partitions");
@@ -555,7 +555,7 @@ fn acknowledged_appends_survive_sigkill_mid_load() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let log = open(dir.path(), 32 * 1024);
-        let hub = hub_name("plant");
+        let hub = LogName::hub(&hub_name("plant"));
         let mut stored: HashMap<(u32, u64), (u32, u32)> = HashMap::new();
         for partition in 0..CRASH_PARTITIONS {
             let events = read_all_events(&log, &hub, partition).await;

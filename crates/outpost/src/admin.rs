@@ -48,6 +48,10 @@ pub enum HubCommand {
         /// Print the Event Hubs-compatible endpoint's connection string instead.
         #[arg(long)]
         eventhub: bool,
+        /// With --eventhub: the connection string of this custom event stream (a routing
+        /// endpoint) instead of the built-in endpoint.
+        #[arg(long, requires = "eventhub")]
+        stream: Option<String>,
     },
     /// Manages the consumer groups of the built-in endpoint (mirrors `az iot hub consumer-group`).
     ConsumerGroup {
@@ -314,13 +318,17 @@ pub async fn hub(global: &GlobalArgs, command: HubCommand) -> anyhow::Result<()>
             hub,
             policy,
             eventhub,
+            stream,
         } => {
             let name = hub_name(&client, hub).await?;
-            let path = format!(
+            let mut path = format!(
                 "/hubs/{}/connection-string?policy={}&eventhub={eventhub}",
                 encode(&name),
                 encode(&policy)
             );
+            if let Some(stream) = stream {
+                path.push_str(&format!("&stream={}", encode(&stream)));
+            }
             let reply = client.call(Method::GET, &path, None).await?.body;
             print(global.output, &reply, |reply| {
                 field(reply, "connectionString").to_owned()

@@ -28,6 +28,9 @@ pub struct OperatorClient {
 #[derive(Debug)]
 pub struct Reply {
     pub body: Value,
+    /// `outpost-next-sequence-number` of an event read: where the next read starts (past
+    /// records the endpoint does not serve).
+    pub next_sequence_number: Option<u64>,
 }
 
 impl OperatorClient {
@@ -73,6 +76,11 @@ impl OperatorClient {
             .await
             .with_context(|| format!("reach {}", self.base))?;
         let status = response.status();
+        let next_sequence_number = response
+            .headers()
+            .get("outpost-next-sequence-number")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse().ok());
         let bytes = response
             .into_body()
             .collect()
@@ -92,7 +100,10 @@ impl OperatorClient {
                 .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
             bail!("{status}: {message}");
         }
-        Ok(Reply { body })
+        Ok(Reply {
+            body,
+            next_sequence_number,
+        })
     }
 
     /// Calls a service API route of `hub` as the operator.

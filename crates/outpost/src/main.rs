@@ -8,6 +8,7 @@
 //! * `consumer_groups`: `hub consumer-group`, the built-in endpoint's consumer groups.
 //! * `jobs`: `job create|show|list|cancel`, scheduled jobs.
 //! * `monitor`: `monitor-events`, tailing a hub's built-in endpoint.
+//! * `routing`: `route`, `routing-endpoint`, `message-enrichment`, message routing.
 
 #![allow(
     clippy::print_stdout,
@@ -21,6 +22,7 @@ mod consumer_groups;
 mod import_export;
 mod jobs;
 mod monitor;
+mod routing;
 mod serve;
 
 use std::path::PathBuf;
@@ -95,6 +97,21 @@ enum Command {
         #[command(subcommand)]
         command: admin::TwinCommand,
     },
+    /// Message routes, the fallback route and route tests (mirrors `az iot hub route`).
+    Route {
+        #[command(subcommand)]
+        command: routing::RouteCommand,
+    },
+    /// Custom routing endpoints and their health (mirrors `az iot hub routing-endpoint`).
+    RoutingEndpoint {
+        #[command(subcommand)]
+        command: routing::EndpointCommand,
+    },
+    /// Message enrichments (mirrors `az iot hub message-enrichment`).
+    MessageEnrichment {
+        #[command(subcommand)]
+        command: routing::EnrichmentCommand,
+    },
     /// Scheduled twin updates and direct methods over many devices (mirrors `az iot hub job`).
     Job {
         #[command(subcommand)]
@@ -142,6 +159,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ModuleIdentity { command } => admin::module(&cli.global, command).await,
         Command::Twin { command } => admin::twin(&cli.global, command).await,
         Command::Job { command } => jobs::job(&cli.global, command).await,
+        Command::Route { command } => routing::route(&cli.global, command).await,
+        Command::RoutingEndpoint { command } => routing::endpoint(&cli.global, command).await,
+        Command::MessageEnrichment { command } => routing::enrichment(&cli.global, command).await,
         Command::Device { command } => admin::device_messaging(&cli.global, command).await,
         Command::MonitorEvents(args) => monitor::monitor_events(&cli.global, args).await,
     }

@@ -71,7 +71,11 @@ pub async fn monitor_events(global: &GlobalArgs, args: MonitorArgs) -> anyhow::R
                 "/hubs/{}/events?partition={partition}&fromSequenceNumber={from}&max=100&waitMs={wait_ms}",
                 encode(&hub)
             );
-            let events = client.call(Method::GET, &path, None).await?.body;
+            let reply = client.call(Method::GET, &path, None).await?;
+            if let Some(next) = reply.next_sequence_number {
+                *from = (*from).max(next);
+            }
+            let events = reply.body;
             for event in events.as_array().into_iter().flatten() {
                 idle = false;
                 if let Some(sequence) = event["annotations"]["x-opt-sequence-number"].as_u64() {

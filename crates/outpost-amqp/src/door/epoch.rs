@@ -1,5 +1,6 @@
-//! Epoch (exclusive) receivers (wire reference §7.4): who holds each hub's consumer group
-//! partitions, across the connections of the endpoint. A receiver attaching with
+//! Epoch (exclusive) receivers (wire reference §7.4): who holds each partition of each consumer
+//! group of each entity (the hub's event hub and its custom event streams), across the connections
+//! of the endpoint. A receiver attaching with
 //! `com.microsoft:epoch` takes the partition from receivers with a lower or equal epoch, or without
 //! one: they are detached with `amqp:link:stolen`. A receiver with a lower epoch than the holder's,
 //! or without an epoch while an epoch receiver holds the partition, is refused with
@@ -25,10 +26,13 @@ pub(super) struct DetachOrder {
     pub(super) error: Error,
 }
 
-/// A partition of a hub's consumer group (the group lower-cased: matched case-insensitively).
+/// A partition of a consumer group of one of a hub's entities (its own log or a custom event
+/// stream), entity and group lower-cased: both are matched case-insensitively. The entity is part
+/// of the key so that a stream's receivers and the hub's never take each other's partitions.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct PartitionKey {
     pub(super) hub: HubName,
+    pub(super) entity: String,
     pub(super) consumer_group: String,
     pub(super) partition: u32,
 }
@@ -152,11 +156,38 @@ mod tests {
     use super::*;
 
     fn key() -> PartitionKey {
+        entity_key("myhub")
+    }
+
+    fn entity_key(entity: &str) -> PartitionKey {
         PartitionKey {
             hub: HubName::new("myhub").unwrap(),
+            entity: entity.into(),
             consumer_group: "$default".into(),
             partition: 0,
         }
+    }
+
+    #[test]
+    fn a_stream_and_the_hub_hold_their_partitions_apart() {
+        let receivers = Receivers::default();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        receivers.claim(key(), 1, LinkId(1), Some(5), &tx).unwrap();
+        // The same consumer group and partition of a stream: no steal, no refusal.
+        receivers
+            .claim(entity_key("alerts"), 1, LinkId(2), None, &tx)
+            .unwrap();
+        receivers
+            .claim(entity_key("alerts"), 1, LinkId(3), Some(1), &tx)
+            .unwrap();
+        let order = rx.try_recv().unwrap();
+        assert_eq!(
+            order.link,
+            LinkId(2),
+            "only the stream's own non-epoch receiver is stolen"
+        );
+        assert!(rx.try_recv().is_err());
+        assert!(receivers.claim(key(), 1, LinkId(4), Some(4), &tx).is_err());
     }
 
     #[test]

@@ -1,10 +1,13 @@
-//! The Event Hubs view of a hub's event log (wire reference §7.3, §7.4, §7.7): partition
+//! The Event Hubs view of a hub's event logs (wire reference §7.3, §7.4, §7.7): partition
 //! addresses, selector filters, stored events as AMQP messages (with the receiver runtime metric),
-//! `$management` READ answers, and the redirect of IoT Hub `messages/events` addresses.
+//! `$management` READ answers of an [`Entity`], and the redirect of IoT Hub `messages/events`
+//! addresses.
 
 use bytes::Bytes;
 use outpost_core::{LogPosition, PartitionInfo, StoredEvent};
 use outpost_model::Hub;
+
+use super::entity::{Entity, served};
 
 use crate::composite::Fields;
 use crate::definitions::{Error, condition};
@@ -29,7 +32,7 @@ pub(super) fn entity_not_found(host: &str, eventhub: &str, consumer_group: &str)
 pub(super) struct PartitionAddress {
     /// The host of an absolute address.
     pub(super) host: Option<String>,
-    /// The event hub name (the hub's name).
+    /// The event hub name: the hub's name, or a custom event stream's.
     pub(super) eventhub: String,
     /// The consumer group as given.
     pub(super) consumer_group: String,
@@ -257,10 +260,16 @@ impl RuntimeInfo {
     }
 }
 
-/// Renders a stored event as the AMQP message the Event Hubs clients receive: the `x-opt-*` and
-/// `iothub-*` annotations, the device's properties and application properties, the body as one
-/// data section; with `runtime`, the runtime metric as delivery annotations.
-pub(super) fn event_message(event: &StoredEvent, runtime: Option<&RuntimeInfo>) -> Bytes {
+/// Renders a stored event as the AMQP message the Event Hubs clients receive from an entity, or
+/// `None` when the entity does not serve it (the built-in endpoint serves only the messages routed
+/// to `events`): the `x-opt-*` and `iothub-*` annotations, the device's properties and application
+/// properties (with the endpoint's enrichments), the body as one data section; with `runtime`, the
+/// runtime metric as delivery annotations. Each record is decoded once, here.
+pub(super) fn event_message(
+    event: &StoredEvent,
+    built_in: bool,
+    runtime: Option<&RuntimeInfo>,
+) -> Option<Bytes> {
     let delivery_annotations = runtime.map(RuntimeInfo::annotations);
     let position = event.position;
     let mut annotations = vec![
@@ -272,25 +281,32 @@ pub(super) fn event_message(event: &StoredEvent, runtime: Option<&RuntimeInfo>) 
         (symbol("x-opt-enqueued-time"), timestamp(position.enqueued_time)),
     ];
     let Ok(stored) = outpost_model::Message::decode(event.payload.clone()) else {
+        // Not a message the hub wrote: handed over as it is, so a reader never stalls on it.
         let mut message = Message::with_data(event.payload.clone());
         message.delivery_annotations = delivery_annotations;
         message.message_annotations = Some(annotations);
-        return message.to_bytes();
+        return Some(message.to_bytes());
     };
+    let stored = served(stored, built_in)?;
     let stamps = &stored.annotations;
     let string = |text: &str| Value::String(text.to_owned());
     annotations.push((symbol("iothub-connection-device-id"), string(&stamps.device_id)));
     if let Some(module) = &stamps.module_id {
         annotations.push((symbol("iothub-connection-module-id"), string(module)));
     }
-    annotations.push((
-        symbol("iothub-connection-auth-method"),
-        string(&stamps.auth_method),
-    ));
-    annotations.push((
-        symbol("iothub-connection-auth-generation-id"),
-        string(&stamps.auth_generation_id),
-    ));
+    // System events carry no authentication stamps (Azure's captures have none): left out.
+    if !stamps.auth_method.is_empty() {
+        annotations.push((
+            symbol("iothub-connection-auth-method"),
+            string(&stamps.auth_method),
+        ));
+    }
+    if !stamps.auth_generation_id.is_empty() {
+        annotations.push((
+            symbol("iothub-connection-auth-generation-id"),
+            string(&stamps.auth_generation_id),
+        ));
+    }
     annotations.push((symbol("iothub-enqueuedtime"), timestamp(stamps.enqueued_time)));
     annotations.push((symbol("iothub-message-source"), string(&stamps.message_source)));
     let p = &stored.properties;
@@ -332,7 +348,7 @@ pub(super) fn event_message(event: &StoredEvent, runtime: Option<&RuntimeInfo>) 
         body: Body::Data(vec![stored.body.clone()]),
         ..Message::default()
     };
-    message.to_bytes()
+    Some(message.to_bytes())
 }
 
 /// Where an IoT Hub-style receiver address points, `[amqps://<host>/]messages/events/$management`
@@ -405,19 +421,19 @@ fn entry(key: &str, value: Value) -> (Value, Value) {
 }
 
 /// The `com.microsoft:eventhub` READ answer (wire reference §7.3).
-pub(super) fn eventhub_properties(hub: &Hub) -> Value {
+pub(super) fn eventhub_properties(entity: &Entity) -> Value {
     Value::Map(vec![
-        entry("name", Value::String(hub.name.to_string())),
+        entry("name", Value::String(entity.name.clone())),
         entry("type", Value::String("com.microsoft:eventhub".into())),
-        entry("created_at", timestamp(hub.created)),
+        entry("created_at", timestamp(entity.created)),
         entry(
             "partition_count",
-            Value::Int(i32::try_from(hub.partition_count).unwrap_or(i32::MAX)),
+            Value::Int(i32::try_from(entity.partition_count).unwrap_or(i32::MAX)),
         ),
         entry(
             "partition_ids",
             Value::List(
-                (0..hub.partition_count)
+                (0..entity.partition_count)
                     .map(|partition| Value::String(partition.to_string()))
                     .collect(),
             ),
@@ -427,12 +443,12 @@ pub(super) fn eventhub_properties(hub: &Hub) -> Value {
 }
 
 /// The `com.microsoft:partition` READ answer (wire reference §7.3).
-pub(super) fn partition_properties(hub: &Hub, partition: u32, info: &PartitionInfo) -> Value {
+pub(super) fn partition_properties(entity: &Entity, partition: u32, info: &PartitionInfo) -> Value {
     let long = |value: u64| Value::Long(i64::try_from(value).unwrap_or(i64::MAX));
     // The same figures as the runtime metric (an empty partition: `begin - 1`, offset `-1`).
     let last = RuntimeInfo::new(info, outpost_model::Timestamp::from_unix_millis(0));
     Value::Map(vec![
-        entry("name", Value::String(hub.name.to_string())),
+        entry("name", Value::String(entity.name.clone())),
         entry("type", Value::String("com.microsoft:partition".into())),
         entry("partition", Value::String(partition.to_string())),
         entry("begin_sequence_number", long(info.begin_sequence_number)),

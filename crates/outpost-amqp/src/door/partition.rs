@@ -1,17 +1,21 @@
 //! Partition receivers of the Event Hubs-compatible endpoint (wire reference §7.4): the attach
-//! (address, consumer group, authorization, start position, epoch, runtime metric) and the reader
-//! task that feeds a link from the event log as the receiver gives credit. The task also watches
-//! the hub: when the receiver's consumer group (or the hub) is deleted, the link is detached with
-//! `amqp:not-found`.
+//! (address, entity, consumer group, authorization, start position, epoch, runtime metric) and the
+//! reader task that feeds a link from the entity's log as the receiver gives credit: the hub's log
+//! as the built-in endpoint (only messages routed to `events`), or a custom event stream's log.
+//! The task also watches the hub: when the receiver's entity, consumer group or hub is deleted,
+//! the link is detached with `amqp:not-found`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use outpost_core::routing::Routing;
 use outpost_core::{Clock, EventLog, Hubs, LogPosition};
-use outpost_model::HubName;
+use outpost_model::{HubName, LogName};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::AbortHandle;
 
 use super::connection::{Connection, Feed, LinkRole, LinkState, unix_now};
+use super::entity::{Entity, eventhub_not_found, partition_not_found};
 use super::epoch::{DetachOrder, PartitionKey};
 use super::eventhub::{
     PartitionAddress, RUNTIME_METRIC, RuntimeInfo, Skip, StartPosition, entity_not_found, event_message,
@@ -96,25 +100,26 @@ impl Connection {
         let Some(hub) = self.context.hubs.by_name(bound.as_str()) else {
             return self.reject(link, condition::NOT_FOUND, "no hub serves this host");
         };
-        if !address.eventhub.eq_ignore_ascii_case(hub.name.as_str()) {
+        let routing = self.context.outpost.routing.clone();
+        let Some(entity) = Entity::resolve(&hub, &routing, &address.eventhub) else {
             return self.reject(
                 link,
                 condition::NOT_FOUND,
-                format!("the messaging entity '{}' was not found", address.eventhub),
+                eventhub_not_found(&hub.host_name, &address.eventhub),
+            );
+        };
+        if !entity.has_consumer_group(&hub, &address.consumer_group) {
+            return self.reject(
+                link,
+                condition::NOT_FOUND,
+                entity_not_found(&hub.host_name, &entity.name, &address.consumer_group),
             );
         }
-        if hub.consumer_group(&address.consumer_group).is_none() {
+        if address.partition >= entity.partition_count {
             return self.reject(
                 link,
                 condition::NOT_FOUND,
-                entity_not_found(&hub.host_name, hub.name.as_str(), &address.consumer_group),
-            );
-        }
-        if address.partition >= hub.partition_count {
-            return self.reject(
-                link,
-                condition::NOT_FOUND,
-                format!("the partition '{}' was not found", address.partition),
+                partition_not_found(&address.partition.to_string(), entity.partition_count),
             );
         }
         let now = unix_now(&self.context);
@@ -132,10 +137,10 @@ impl Connection {
             Err(description) => return self.reject(link, condition::NOT_IMPLEMENTED, description),
         };
         let log = self.context.log.clone();
-        let watch = match log.watch(&hub.name, address.partition) {
+        let watch = match log.watch(&entity.log, address.partition) {
             Ok(watch) => watch,
             Err(error) => {
-                tracing::warn!(hub = %hub.name, %error, "amqp partition receiver: cannot watch the log");
+                tracing::warn!(log = %entity.log, %error, "amqp partition receiver: cannot watch the log");
                 return self.reject(link, condition::INTERNAL_ERROR, "the partition cannot be read");
             }
         };
@@ -146,6 +151,7 @@ impl Connection {
         };
         let key = PartitionKey {
             hub: hub.name.clone(),
+            entity: entity.key(),
             consumer_group: address.consumer_group.to_ascii_lowercase(),
             partition: address.partition,
         };
@@ -180,7 +186,8 @@ impl Connection {
         let permits = Arc::new(Semaphore::new(0));
         let reader = Reader {
             log,
-            hub: hub.name.clone(),
+            name: entity.log.clone(),
+            built_in: entity.is_built_in(),
             partition: address.partition,
             link,
             permits: permits.clone(),
@@ -189,15 +196,18 @@ impl Connection {
         };
         let guard = GroupGuard {
             hubs: self.context.hubs.clone(),
+            routing,
             hub: hub.name.clone(),
             host: hub.host_name.clone(),
+            entity,
             consumer_group: address.consumer_group.clone(),
             link,
             orders: self.orders_tx.clone(),
         };
+        let feed = self.feed_tx.clone();
         let task = tokio::spawn(async move {
             tokio::select! {
-                () = reader.run(from, skip, watch) => {}
+                ended = reader.run(from, skip, watch) => guard.reader_ended(ended, &feed).await,
                 () = guard.run(changes) => {}
             }
         })
@@ -212,26 +222,38 @@ impl Connection {
     }
 }
 
-/// Detaches a receiver whose consumer group (or hub) is deleted, through its connection's orders.
+/// How often a stream receiver looks at the hub's routing for its stream and consumer group
+/// (the routing configuration has no change feed; the hub directory has one).
+const STREAM_CHECK: Duration = Duration::from_secs(1);
+
+/// Detaches a receiver whose entity, consumer group or hub is deleted, through its connection's
+/// orders.
 struct GroupGuard {
     hubs: Arc<Hubs>,
+    routing: Arc<Routing>,
     hub: HubName,
     host: String,
+    entity: Entity,
     consumer_group: String,
     link: LinkId,
     orders: mpsc::UnboundedSender<DetachOrder>,
 }
 
 impl GroupGuard {
-    async fn run(self, mut changes: watch::Receiver<u64>) {
-        while changes.changed().await.is_ok() {
-            let exists = self
-                .hubs
-                .by_name(self.hub.as_str())
-                .is_some_and(|hub| hub.consumer_group(&self.consumer_group).is_some());
-            if !exists {
-                tracing::debug!(hub = %self.hub, consumer_group = %self.consumer_group, "consumer group deleted: receiver detached");
-                let description = entity_not_found(&self.host, self.hub.as_str(), &self.consumer_group);
+    async fn run(&self, mut changes: watch::Receiver<u64>) {
+        let mut hubs_open = true;
+        let mut tick = tokio::time::interval(STREAM_CHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let stream = !self.entity.is_built_in();
+        loop {
+            tokio::select! {
+                changed = changes.changed(), if hubs_open => hubs_open = changed.is_ok(),
+                _ = tick.tick(), if stream => {}
+                // The hubs are gone (the server stops): the reader goes on until the connection ends.
+                () = std::future::pending::<()>(), if !hubs_open && !stream => {}
+            }
+            if let Some(description) = self.gone() {
+                tracing::debug!(hub = %self.hub, entity = %self.entity.name, consumer_group = %self.consumer_group, "entity or consumer group deleted: receiver detached");
                 let _ = self.orders.send(DetachOrder {
                     link: self.link,
                     error: Error::new(condition::NOT_FOUND, description),
@@ -239,8 +261,41 @@ impl GroupGuard {
                 return;
             }
         }
-        // The hubs are gone (the server stops): the reader goes on until the connection ends.
-        std::future::pending::<()>().await;
+    }
+
+    /// The reader stopped: a log that went away (a deleted stream) or cannot be read detaches
+    /// the link with `amqp:not-found` when its entity is gone, else with an internal error.
+    async fn reader_ended(&self, ended: Ended, feed: &mpsc::Sender<Feed>) {
+        let failed = match ended {
+            Ended::Connection => return,
+            Ended::LogClosed => false,
+            Ended::Failed => true,
+        };
+        if let Some(description) = self.gone() {
+            let _ = self.orders.send(DetachOrder {
+                link: self.link,
+                error: Error::new(condition::NOT_FOUND, description),
+            });
+        } else if failed {
+            let _ = feed.send(Feed::Failed(self.link)).await;
+        }
+    }
+
+    /// Azure's description of what no longer exists, or `None` while the receiver's entity and
+    /// consumer group do. A stream re-created with another partition count is another entity.
+    fn gone(&self) -> Option<String> {
+        let Some(hub) = self.hubs.by_name(self.hub.as_str()) else {
+            return Some(eventhub_not_found(&self.host, &self.entity.name));
+        };
+        match Entity::resolve(&hub, &self.routing, &self.entity.name) {
+            Some(entity)
+                if entity.log == self.entity.log && entity.partition_count == self.entity.partition_count =>
+            {
+                (!entity.has_consumer_group(&hub, &self.consumer_group))
+                    .then(|| entity_not_found(&self.host, &entity.name, &self.consumer_group))
+            }
+            _ => Some(eventhub_not_found(&self.host, &self.entity.name)),
+        }
     }
 }
 
@@ -248,7 +303,10 @@ impl GroupGuard {
 /// (the receiver's credit) per event.
 struct Reader {
     log: Arc<dyn EventLog>,
-    hub: HubName,
+    /// The entity's log.
+    name: LogName,
+    /// The hub's log, read as the built-in endpoint: only messages routed to `events`.
+    built_in: bool,
     partition: u32,
     link: LinkId,
     permits: Arc<Semaphore>,
@@ -257,34 +315,48 @@ struct Reader {
     runtime_metric: Option<Arc<dyn Clock>>,
 }
 
+/// Why a reader stopped.
+enum Ended {
+    /// The connection (or the link) is gone.
+    Connection,
+    /// The log's writer went away: the log was dropped (a deleted stream) or the server stops.
+    LogClosed,
+    /// The log could not be read.
+    Failed,
+}
+
 impl Reader {
-    async fn run(self, mut from: LogPosition, mut skip: Skip, mut watch: tokio::sync::watch::Receiver<u64>) {
+    async fn run(
+        self,
+        mut from: LogPosition,
+        mut skip: Skip,
+        mut watch: tokio::sync::watch::Receiver<u64>,
+    ) -> Ended {
         loop {
             let events = match self
                 .log
-                .read(&self.hub, self.partition, from, READ_BATCH, READ_BYTES)
+                .read(&self.name, self.partition, from, READ_BATCH, READ_BYTES)
                 .await
             {
                 Ok(events) => events,
                 Err(error) => {
-                    tracing::warn!(hub = %self.hub, partition = self.partition, %error, "amqp partition read failed");
-                    let _ = self.tx.send(Feed::Failed(self.link)).await;
-                    return;
+                    tracing::warn!(log = %self.name, partition = self.partition, %error, "amqp partition read failed");
+                    return Ended::Failed;
                 }
             };
             if events.is_empty() {
                 tokio::select! {
-                    changed = watch.changed() => if changed.is_err() { return },
-                    () = self.tx.closed() => return,
+                    changed = watch.changed() => if changed.is_err() { return Ended::LogClosed },
+                    () = self.tx.closed() => return Ended::Connection,
                 }
                 continue;
             }
             // One look at the partition's newest event per batch read (wire reference §7.4).
             let runtime = match &self.runtime_metric {
-                Some(clock) => match self.log.partition_info(&self.hub, self.partition).await {
+                Some(clock) => match self.log.partition_info(&self.name, self.partition).await {
                     Ok(info) => Some(RuntimeInfo::new(&info, clock.now())),
                     Err(error) => {
-                        tracing::debug!(hub = %self.hub, %error, "amqp runtime metric unavailable");
+                        tracing::debug!(log = %self.name, %error, "amqp runtime metric unavailable");
                         None
                     }
                 },
@@ -296,17 +368,16 @@ impl Reader {
                     continue;
                 }
                 skip = Skip::Nothing;
+                // Records the entity does not serve (routed elsewhere only) take no credit.
+                let Some(message) = event_message(&event, self.built_in, runtime.as_ref()) else {
+                    continue;
+                };
                 let Ok(permit) = self.permits.acquire().await else {
-                    return;
+                    return Ended::Connection;
                 };
                 permit.forget();
-                if self
-                    .tx
-                    .send(Feed::Event(self.link, event_message(&event, runtime.as_ref())))
-                    .await
-                    .is_err()
-                {
-                    return;
+                if self.tx.send(Feed::Event(self.link, message)).await.is_err() {
+                    return Ended::Connection;
                 }
             }
         }

@@ -11,6 +11,7 @@ use outpost_model::{DeviceId, Hub, ModuleId};
 
 use super::auth::{TokenError, verify_token};
 use super::connection::{Connection, LinkRole, LinkState, Node, text, unix_now};
+use super::entity::{Entity, eventhub_not_found, partition_not_found};
 use super::epoch::DetachOrder;
 use super::eventhub::{RedirectAddress, eventhub_properties, partition_properties};
 use super::text::percent_decode;
@@ -224,7 +225,8 @@ impl Connection {
         }
     }
 
-    /// `READ` on `$management` (wire reference §7.3).
+    /// `READ` on `$management` (wire reference §7.3) of the hub's event hub or of one of its
+    /// custom event streams.
     async fn management(&mut self, request: &Message) -> (i32, String, Value) {
         let property = |key| request.application_property(key).and_then(text);
         if property("operation") != Some("READ") {
@@ -233,8 +235,11 @@ impl Connection {
         let Some(hub) = self.hub.clone() else {
             return (404, "no hub serves this host".into(), Value::Null);
         };
+        // The entity asked for: the hub's event hub or one of its custom event streams; a token
+        // scoped to that entity (the connection string's `EntityPath`) covers its `$management`.
+        let name = property("name").unwrap_or(hub.name.as_str()).to_owned();
         let now = unix_now(&self.context);
-        let resource = format!("{}/{}/$management", hub.host_name, hub.name);
+        let resource = format!("{}/{name}/$management", hub.host_name);
         let authorized = match property("security_token") {
             Some(token) => match verify_token(&self.context.hubs, token, None, Some(&hub.name), now) {
                 Ok((_, claim)) => claim.covers(&hub.name, &resource, now),
@@ -248,22 +253,25 @@ impl Connection {
         if !authorized {
             return (401, "unauthorized".into(), Value::Null);
         }
-        if !property("name").is_some_and(|name| name.eq_ignore_ascii_case(hub.name.as_str())) {
-            return (404, "the messaging entity was not found".into(), Value::Null);
-        }
+        let Some(entity) = Entity::resolve(&hub, &self.context.outpost.routing, &name) else {
+            return (404, eventhub_not_found(&hub.host_name, &name), Value::Null);
+        };
         match property("type") {
-            Some("com.microsoft:eventhub") => (200, "OK".into(), eventhub_properties(&hub)),
+            Some("com.microsoft:eventhub") => (200, "OK".into(), eventhub_properties(&entity)),
             Some("com.microsoft:partition") => {
-                let Some(partition) = property("partition")
-                    .and_then(|p| p.parse::<u32>().ok())
-                    .filter(|p| *p < hub.partition_count)
+                let asked = property("partition").unwrap_or_default();
+                let Some(partition) = asked.parse::<u32>().ok().filter(|p| *p < entity.partition_count)
                 else {
-                    return (404, "the partition was not found".into(), Value::Null);
+                    return (
+                        404,
+                        partition_not_found(asked, entity.partition_count),
+                        Value::Null,
+                    );
                 };
-                match self.context.log.partition_info(&hub.name, partition).await {
-                    Ok(info) => (200, "OK".into(), partition_properties(&hub, partition, &info)),
+                match self.context.log.partition_info(&entity.log, partition).await {
+                    Ok(info) => (200, "OK".into(), partition_properties(&entity, partition, &info)),
                     Err(error) => {
-                        tracing::warn!(hub = %hub.name, %error, "amqp partition properties failed");
+                        tracing::warn!(log = %entity.log, %error, "amqp partition properties failed");
                         (500, "the partition cannot be read".into(), Value::Null)
                     }
                 }

@@ -22,6 +22,7 @@ use super::{Active, JobKey, Jobs, Stop};
 use crate::access::Caller;
 use crate::methods::MethodCall;
 use crate::presence::IdentityKey;
+use crate::routing::events::publish_device_jobs;
 use crate::twins::{TwinWrite, device_twin_json};
 use crate::{CoreError, MethodResult, Registry, StoreError};
 
@@ -213,6 +214,7 @@ async fn process(
                 if !changed.is_empty() || stats != job.device_job_statistics {
                     job.device_job_statistics = stats;
                     jobs.store.update_job(&hub.name, job, &changed).await?;
+                    publish_device_jobs(&jobs.registry.events, &hub.name, jobs.clock.now(), &changed).await;
                 }
             }
             changed = stop.changed() => {
@@ -354,6 +356,7 @@ async fn finish(
     job.end_time = Some(now);
     job.device_job_statistics = statistics(&devices, 0);
     jobs.store.update_job(&hub.name, &job, &changed).await?;
+    publish_device_jobs(&jobs.registry.events, &hub.name, now, &changed).await;
     jobs.metrics.jobs.job_moved(Some(from), job.status);
     Ok(())
 }

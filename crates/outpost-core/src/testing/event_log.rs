@@ -12,7 +12,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use outpost_model::{HubName, Timestamp};
+use outpost_model::{EndpointName, LogName, Timestamp};
 
 use super::{assert_not_found, hub_name};
 use crate::{AppendedEvent, EventLog, LogPosition, PartitionInfo, Retention, StoredEvent};
@@ -26,8 +26,8 @@ pub fn event_payloads(prefix: &str, count: usize) -> Vec<Bytes> {
 }
 
 /// Creates the hub `name` in the log with `partitions` partitions and returns its name.
-pub async fn event_hub<L: EventLog>(log: &L, name: &str, partitions: u32) -> HubName {
-    let hub = hub_name(name);
+pub async fn event_hub<L: EventLog>(log: &L, name: &str, partitions: u32) -> LogName {
+    let hub = LogName::hub(&hub_name(name));
     log.ensure_partitions(&hub, partitions)
         .await
         .expect("ensure partitions");
@@ -37,7 +37,7 @@ pub async fn event_hub<L: EventLog>(log: &L, name: &str, partitions: u32) -> Hub
 /// Appends `payloads` and returns where they went.
 pub async fn append_events<L: EventLog>(
     log: &L,
-    hub: &HubName,
+    hub: &LogName,
     partition: u32,
     payloads: Vec<Bytes>,
 ) -> Vec<AppendedEvent> {
@@ -47,7 +47,7 @@ pub async fn append_events<L: EventLog>(
 /// Reads every event of a partition from `from`, in pages.
 pub async fn read_events_from<L: EventLog>(
     log: &L,
-    hub: &HubName,
+    hub: &LogName,
     partition: u32,
     from: LogPosition,
 ) -> Vec<StoredEvent> {
@@ -64,12 +64,12 @@ pub async fn read_events_from<L: EventLog>(
 }
 
 /// Reads every retained event of a partition.
-pub async fn read_all_events<L: EventLog>(log: &L, hub: &HubName, partition: u32) -> Vec<StoredEvent> {
+pub async fn read_all_events<L: EventLog>(log: &L, hub: &LogName, partition: u32) -> Vec<StoredEvent> {
     read_events_from(log, hub, partition, LogPosition::SequenceNumber(0)).await
 }
 
 /// Returns the partition's info.
-pub async fn info_of<L: EventLog>(log: &L, hub: &HubName, partition: u32) -> PartitionInfo {
+pub async fn info_of<L: EventLog>(log: &L, hub: &LogName, partition: u32) -> PartitionInfo {
     log.partition_info(hub, partition).await.expect("partition info")
 }
 
@@ -339,7 +339,11 @@ pub async fn reads_are_bounded_by_events_and_bytes<L: EventLog>(log: &L) {
 /// Every call on an unknown hub or partition fails with `NotFound`.
 pub async fn unknown_hubs_and_partitions_are_not_found<L: EventLog>(log: &L) {
     let hub = event_hub(log, "plant", 2).await;
-    for (hub, partition) in [(hub_name("ghost"), 0), (hub_name("plan"), 0), (hub.clone(), 2)] {
+    for (hub, partition) in [
+        (LogName::hub(&hub_name("ghost")), 0),
+        (LogName::hub(&hub_name("plan")), 0),
+        (hub.clone(), 2),
+    ] {
         assert_not_found(log.append(&hub, partition, event_payloads("a", 1)).await);
         assert_not_found(
             log.read(&hub, partition, LogPosition::SequenceNumber(0), 1, 1)
@@ -362,15 +366,33 @@ pub async fn ensuring_partitions_is_idempotent_and_keeps_the_count<L: EventLog>(
     assert_not_found(log.partition_info(&hub, 3).await);
 }
 
-/// `drop_hub` removes the hub's events; a hub created again starts from sequence number 0; other
-/// hubs (even with prefix names) keep theirs.
+/// `drop_hub` removes the hub's events and its streams'; a hub created again starts from sequence
+/// number 0; other hubs (even with prefix names) keep theirs. A stream is a log of its own.
 pub async fn dropping_a_hub_deletes_its_events_only<L: EventLog>(log: &L) {
     let a = event_hub(log, "a", 2).await;
     let ab = event_hub(log, "ab", 2).await;
+    let stream = LogName::stream(
+        &a.hub_name(),
+        &EndpointName::new("alerts").expect("endpoint name"),
+    );
+    log.ensure_partitions(&stream, 3)
+        .await
+        .expect("stream partitions");
     append_events(log, &a, 0, event_payloads("a", 3)).await;
+    append_events(log, &stream, 2, event_payloads("s", 2)).await;
     append_events(log, &ab, 0, event_payloads("ab", 2)).await;
-    log.drop_hub(&a).await.expect("drop hub");
+    assert_eq!(read_all_events(log, &stream, 2).await.len(), 2);
+    assert!(
+        read_all_events(log, &a, 1).await.is_empty()
+            && info_of(log, &stream, 0).await == PartitionInfo::default()
+    );
+    log.drop_log(&stream).await.expect("drop the stream");
+    assert_not_found(log.partition_info(&stream, 2).await);
+    assert!(log.partition_info(&a, 0).await.is_ok(), "the hub's log stays");
+    log.ensure_partitions(&stream, 3).await.expect("the stream again");
+    log.drop_hub(&a.hub_name()).await.expect("drop hub");
     assert_not_found(log.partition_info(&a, 0).await);
+    assert_not_found(log.partition_info(&stream, 2).await);
     assert_not_found(log.append(&a, 0, event_payloads("late", 1)).await);
     assert_eq!(read_all_events(log, &ab, 0).await.len(), 2);
 

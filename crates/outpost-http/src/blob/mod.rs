@@ -1,13 +1,16 @@
-//! The built-in blob endpoint of file uploads: the part of the Azure Blob REST API that the SDKs'
-//! upload paths use, served on the hub's HTTPS listener under `/fileuploads` (wire contract §4:
-//! devices upload to `https://{hostName}/{containerName}/{blobName}{sasToken}`).
+//! The built-in blob endpoint: the part of the Azure Blob REST API that the SDKs' upload and
+//! download paths use, served on the hub's HTTPS listener under `/fileuploads` (wire contract
+//! §4: devices upload to `https://{hostName}/{containerName}/{blobName}{sasToken}`) and under
+//! the routed containers, those the hub's storage endpoints write into (`containers`).
 //!
 //! Operations: Put Blob, Put Block, Put Block List, Get Blob (ranges), Get Blob Properties,
-//! Delete Blob, List Blobs, Get Container Properties. The hub is the one the `Host` names; every
-//! request carries an Azure Storage service SAS signed with the hub's file-upload key
-//! (`Blobs::verify_sas`), or, for reads, listing and deletes, an IoT Hub service token with
-//! ServiceConnect in `Authorization` (a back end fetching a notified upload).
+//! Delete Blob, List Blobs, Get Container Properties; routed containers refuse the writes. The
+//! hub is the one the `Host` names; every request carries an Azure Storage service SAS for the
+//! container, signed with the hub's file-upload key (`Blobs::verify_container_sas`), or, for
+//! reads, listing and deletes, an IoT Hub service token with ServiceConnect in `Authorization`
+//! (a back end fetching a notified upload).
 
+mod containers;
 mod error;
 pub(crate) mod operator_sas;
 mod xml;
@@ -29,7 +32,11 @@ use outpost_core::{Outpost, Permission};
 use outpost_model::Hub;
 use percent_encoding::percent_decode_str;
 
+use crate::error::ApiError;
+use containers::Container;
 use error::StorageError;
+
+pub(crate) use containers::routed_containers;
 
 /// The `x-ms-version` answered when the request sends none.
 const DEFAULT_VERSION: &str = "2020-12-06";
@@ -43,11 +50,13 @@ struct BlobState {
     outpost: Outpost,
 }
 
-/// Returns the blob endpoint's routes (only under `/fileuploads`), with their state.
+/// Returns the blob endpoint's routes, with their state. They match every first path segment
+/// the service API leaves free; a segment that names no container of the hub answers as the
+/// service API's unknown paths do, or `404 ContainerNotFound` to a storage client.
 pub fn routes(outpost: Outpost) -> Router {
     Router::new()
-        .route(&format!("/{BUILTIN_CONTAINER}"), any(container))
-        .route(&format!("/{BUILTIN_CONTAINER}/{{*blob}}"), any(blob))
+        .route("/{container}", any(container))
+        .route("/{container}/{*blob}", any(blob))
         .with_state(BlobState { outpost })
 }
 
@@ -112,29 +121,73 @@ impl Query {
 struct Target {
     hub: Arc<Hub>,
     host: String,
+    container: Container,
+    /// The blob name as the client sent it (percent-encoded), after `/<container>/`.
+    raw_blob: String,
     query: Query,
     raw_query: String,
 }
 
-fn target(state: &BlobState, headers: &HeaderMap, uri: &Uri) -> Result<Target, StorageError> {
+/// Why a request names nothing of the endpoint.
+enum Miss {
+    /// A storage error to answer as is.
+    Storage(StorageError),
+    /// No such container: answered in the client's terms ([`not_found`]).
+    NoContainer,
+}
+
+fn target(state: &BlobState, headers: &HeaderMap, uri: &Uri) -> Result<Target, Miss> {
     let host = headers
         .get(header::HOST)
         .and_then(|value| value.to_str().ok())
         .or_else(|| uri.host())
         .unwrap_or_default()
         .to_owned();
-    let hub = state
-        .outpost
-        .hubs
-        .by_host(&host)
-        .ok_or_else(StorageError::resource_not_found)?;
+    let path = uri.path().strip_prefix('/').unwrap_or_default();
+    let (name, raw_blob) = path.split_once('/').unwrap_or((path, ""));
+    // Container names are lowercase letters, digits and hyphens: nothing to decode in them.
+    let Some(hub) = state.outpost.hubs.by_host(&host) else {
+        // No hub: the upload container answers as before, any other path is unknown.
+        return Err(if name == BUILTIN_CONTAINER {
+            Miss::Storage(StorageError::resource_not_found())
+        } else {
+            Miss::NoContainer
+        });
+    };
+    let container = Container::resolve(&state.outpost, &hub, name).ok_or(Miss::NoContainer)?;
     let raw_query = uri.query().unwrap_or_default().to_owned();
     Ok(Target {
         hub,
         host,
+        container,
+        raw_blob: raw_blob.to_owned(),
         query: Query::parse(Some(&raw_query)),
         raw_query,
     })
+}
+
+/// The answer to a path whose first segment names no container of the hub (or no hub): a
+/// storage client (`x-ms-version`, or a SAS or `restype`/`comp` in the query) gets Azure
+/// Storage's `404 ContainerNotFound`; any other client the service API's unknown-path answer,
+/// as before these routes matched every first segment.
+fn not_found(headers: &HeaderMap, uri: &Uri) -> Response {
+    let query = Query::parse(uri.query());
+    let storage_client = headers.contains_key("x-ms-version")
+        || ["sig", "restype", "comp"]
+            .iter()
+            .any(|name| query.get(name).is_some());
+    if storage_client {
+        finish(
+            Err(StorageError::new(
+                404,
+                "ContainerNotFound",
+                "The specified container does not exist.",
+            )),
+            headers,
+        )
+    } else {
+        ApiError::with_status(StatusCode::NOT_FOUND, "NotFound", "no such resource").into_response()
+    }
 }
 
 /// Authorizes a request: the SAS in the query, else an IoT Hub service token with
@@ -148,10 +201,13 @@ fn authorize(
     permission: SasPermission,
 ) -> Result<Option<StorageSas>, StorageError> {
     if let Some(sas) = StorageSas::parse(&target.raw_query)? {
-        state
-            .outpost
-            .blobs
-            .verify_sas(&target.hub, &sas, blob, permission)?;
+        state.outpost.blobs.verify_container_sas(
+            &target.hub,
+            target.container.name(),
+            &sas,
+            blob,
+            permission,
+        )?;
         return Ok(Some(sas));
     }
     let Some(authorization) = headers
@@ -184,10 +240,14 @@ fn authorize(
     }
 }
 
-/// `/fileuploads`: List Blobs and Get Container Properties.
+/// `/{container}`: List Blobs and Get Container Properties.
 async fn container(State(state): State<BlobState>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    let target = match target(&state, &headers, &uri) {
+        Ok(target) => target,
+        Err(Miss::NoContainer) => return not_found(&headers, &uri),
+        Err(Miss::Storage(error)) => return finish(Err(error), &headers),
+    };
     let result = async {
-        let target = target(&state, &headers, &uri)?;
         if target.query.get("restype") != Some("container") {
             return Err(StorageError::query_value("restype"));
         }
@@ -245,10 +305,10 @@ async fn list(state: &BlobState, target: &Target, headers: &HeaderMap) -> Result
     };
     let prefix = target.query.get("prefix").unwrap_or_default();
     let marker = target.query.get("marker").filter(|marker| !marker.is_empty());
-    let page = state
-        .outpost
-        .blobs
+    let page = target
+        .container
         .list(
+            &state.outpost.blobs,
             &target.hub,
             prefix,
             marker,
@@ -258,7 +318,7 @@ async fn list(state: &BlobState, target: &Target, headers: &HeaderMap) -> Result
     let body = xml::enumeration_results(
         &xml::ListRequest {
             endpoint: format!("https://{}/", target.host),
-            container: BUILTIN_CONTAINER,
+            container: target.container.name(),
             prefix,
             marker,
             max_results,
@@ -268,11 +328,25 @@ async fn list(state: &BlobState, target: &Target, headers: &HeaderMap) -> Result
     Ok(([(header::CONTENT_TYPE, "application/xml")], body).into_response())
 }
 
-/// `/fileuploads/{blob}`: every blob operation.
+/// `/{container}/{blob}`: every blob operation.
 async fn blob(State(state): State<BlobState>, request: Request) -> Response {
     let headers = request.headers().clone();
     let head = request.method() == Method::HEAD;
-    let result = blob_operation(&state, request).await;
+    let target = match target(&state, &headers, request.uri()) {
+        Ok(target) => Ok(target),
+        Err(Miss::NoContainer) => {
+            let mut response = not_found(&headers, request.uri());
+            if head {
+                *response.body_mut() = Body::empty();
+            }
+            return response;
+        }
+        Err(Miss::Storage(error)) => Err(error),
+    };
+    let result = match target {
+        Ok(target) => blob_operation(&state, target, request).await,
+        Err(error) => Err(error),
+    };
     let mut response = finish(result, &headers);
     if head {
         // HEAD errors carry no body (the SDKs read x-ms-error-code).
@@ -281,15 +355,13 @@ async fn blob(State(state): State<BlobState>, request: Request) -> Response {
     response
 }
 
-async fn blob_operation(state: &BlobState, request: Request) -> Result<Response, StorageError> {
+async fn blob_operation(
+    state: &BlobState,
+    target: Target,
+    request: Request,
+) -> Result<Response, StorageError> {
     let (parts, body) = request.into_parts();
-    let target = target(state, &parts.headers, &parts.uri)?;
-    let raw = parts
-        .uri
-        .path()
-        .strip_prefix(&format!("/{BUILTIN_CONTAINER}/"))
-        .unwrap_or_default();
-    let name = percent_decode_str(raw)
+    let name = percent_decode_str(&target.raw_blob)
         .decode_utf8()
         .map_err(|_| {
             StorageError::new(
@@ -304,6 +376,18 @@ async fn blob_operation(state: &BlobState, request: Request) -> Result<Response,
     let comp = target.query.get("comp");
     let blobs = &state.outpost.blobs;
     let hub = &target.hub;
+    // The SAS signs the name the client sees; the store keeps routed blobs under `~routed/`.
+    let stored = target.container.store_name(&name)?;
+    if parts.method == Method::PUT && !target.container.writable() {
+        // Only message routing writes a routed container: even a SAS with 'w' gets the answer
+        // of a SAS without it (after the SAS itself is checked).
+        authorize(state, &target, headers, Some(&name), SasPermission::Write)?;
+        return Err(StorageError::new(
+            403,
+            "AuthorizationPermissionMismatch",
+            "This request is not authorized to perform this operation using this permission. Routed containers are written by message routing only.",
+        ));
+    }
     match (parts.method, comp) {
         (Method::PUT, None) => {
             let mut condition = condition(headers);
@@ -340,7 +424,7 @@ async fn blob_operation(state: &BlobState, request: Request) -> Result<Response,
             let content = content_settings(headers, true);
             let md5 = content.content_md5.clone();
             let blob = blobs
-                .put_blob(hub, &name, &mut RequestBody(body), content, condition)
+                .put_blob(hub, &stored, &mut RequestBody(body), content, condition)
                 .await?;
             let mut response = created(&blob);
             if let Some(md5) = md5.and_then(|md5| HeaderValue::from_str(&md5).ok()) {
@@ -356,7 +440,7 @@ async fn blob_operation(state: &BlobState, request: Request) -> Result<Response,
                 .ok_or_else(|| StorageError::query_value("blockid"))?
                 .to_owned();
             blobs
-                .put_block(hub, &name, &block_id, &mut RequestBody(body))
+                .put_block(hub, &stored, &block_id, &mut RequestBody(body))
                 .await?;
             let mut response = StatusCode::CREATED.into_response();
             response
@@ -379,7 +463,7 @@ async fn blob_operation(state: &BlobState, request: Request) -> Result<Response,
             let blob = blobs
                 .put_block_list(
                     hub,
-                    &name,
+                    &stored,
                     &blocks,
                     content_settings(headers, false),
                     condition(headers),
@@ -389,11 +473,11 @@ async fn blob_operation(state: &BlobState, request: Request) -> Result<Response,
         }
         (Method::GET | Method::HEAD, None) => {
             let sas = authorize(state, &target, headers, Some(&name), SasPermission::Read)?;
-            read(state, hub, &name, headers, sas.as_ref()).await
+            read(state, hub, &stored, headers, sas.as_ref()).await
         }
         (Method::DELETE, None) => {
             authorize(state, &target, headers, Some(&name), SasPermission::Delete)?;
-            blobs.delete(hub, &name).await?;
+            blobs.delete(hub, &stored).await?;
             let mut response = StatusCode::ACCEPTED.into_response();
             response
                 .headers_mut()

@@ -59,6 +59,7 @@ impl Fixture {
             events: Arc::new(events),
             c2d: Arc::new(store.clone()),
             jobs: Arc::new(store.clone()),
+            routing: Arc::new(store.clone()),
             service_bound: Arc::new(store),
             blobs: Arc::new(outpost_store::EmbeddedBlobStore::open(blobs_dir.path()).unwrap()),
             clock: Arc::new(SystemClock),

@@ -74,6 +74,17 @@ impl HubIndex {
     }
 }
 
+/// Whether `name` is a blob of a routed container (`~routed/…`, written by message routing):
+/// kept out of the upload quota and of retention, it is the user's archive.
+pub(super) fn is_routed(name: &str) -> bool {
+    name.starts_with(outpost_core::routing::storage::ROUTED_BLOB_PREFIX)
+}
+
+/// The bytes a committed blob counts in `committed_bytes` (the upload quota): none when routed.
+pub(super) fn quota_bytes(name: &str, size: u64) -> u64 {
+    if is_routed(name) { 0 } else { size }
+}
+
 pub(super) fn io(error: std::io::Error) -> BlobError {
     BlobError::Store(StoreError::Backend(format!("blob store i/o: {error}")))
 }
@@ -187,7 +198,11 @@ pub(super) fn load_hub(hub_dir: &Path) -> Result<HubIndex, BlobError> {
             fs::remove_file(&stale).map_err(io)?;
         }
     }
-    index.committed_bytes = index.blobs.values().map(|blob| blob.properties.size).sum();
+    index.committed_bytes = index
+        .blobs
+        .iter()
+        .map(|(name, blob)| quota_bytes(name, blob.properties.size))
+        .sum();
     for entry in fs::read_dir(&staging_dir).map_err(io)? {
         let dir = entry.map_err(io)?.path();
         let Ok(name) = fs::read_to_string(dir.join("name")) else {

@@ -204,7 +204,11 @@ impl BlobStore for EmbeddedBlobStore {
             .await?;
         // Checked again at commit; failing early spares streaming a body that will be refused.
         write.condition.check_write(existing.as_ref())?;
-        let other = usage.saturating_sub(existing.as_ref().map_or(0, |blob| blob.size));
+        let other = usage.saturating_sub(
+            existing
+                .as_ref()
+                .map_or(0, |blob| disk::quota_bytes(name, blob.size)),
+        );
         let (limit, over) = body_limit(
             write.max_blob_bytes,
             write.max_hub_bytes.saturating_sub(other),
@@ -417,7 +421,9 @@ impl BlobStore for EmbeddedBlobStore {
                 fs::remove_dir_all(&staging.dir).map_err(disk::io)?;
             }
             if let Some(blob) = index.blobs.remove(&name) {
-                index.committed_bytes = index.committed_bytes.saturating_sub(blob.properties.size);
+                index.committed_bytes = index
+                    .committed_bytes
+                    .saturating_sub(disk::quota_bytes(&name, blob.properties.size));
                 fs::remove_file(&blob.file).map_err(disk::io)?;
                 disk::sync_dir(&disk::dirs(hub_dir).0)?;
                 existed = true;
@@ -470,12 +476,15 @@ impl BlobStore for EmbeddedBlobStore {
             let expired: Vec<String> = index
                 .blobs
                 .iter()
-                .filter(|(_, blob)| blob.properties.last_modified < blobs_before)
+                // Routed containers' files are the user's archive, not uploads: never expired.
+                .filter(|(name, blob)| !disk::is_routed(name) && blob.properties.last_modified < blobs_before)
                 .map(|(name, _)| name.clone())
                 .collect();
             for name in expired {
                 if let Some(blob) = index.blobs.remove(&name) {
-                    index.committed_bytes = index.committed_bytes.saturating_sub(blob.properties.size);
+                    index.committed_bytes = index
+                        .committed_bytes
+                        .saturating_sub(disk::quota_bytes(&name, blob.properties.size));
                     fs::remove_file(&blob.file).map_err(disk::io)?;
                     count.blobs += 1;
                 }
@@ -536,11 +545,13 @@ fn commit(
         write
             .condition
             .check_write(current.map(|blob| &blob.properties))?;
-        let replaced = current.map_or(0, |blob| blob.properties.size);
+        let replaced = current.map_or(0, |blob| {
+            disk::quota_bytes(&properties.name, blob.properties.size)
+        });
         let after = index
             .usage()
             .saturating_sub(replaced)
-            .saturating_add(properties.size);
+            .saturating_add(disk::quota_bytes(&properties.name, properties.size));
         if after > write.max_hub_bytes {
             return Err(BlobError::QuotaExceeded {
                 limit: write.max_hub_bytes,
@@ -574,7 +585,7 @@ fn commit(
         index.committed_bytes = index
             .committed_bytes
             .saturating_sub(replaced)
-            .saturating_add(properties.size);
+            .saturating_add(disk::quota_bytes(&properties.name, properties.size));
         if let Some(previous) = previous {
             fs::remove_file(&previous.file).map_err(disk::io)?;
         }

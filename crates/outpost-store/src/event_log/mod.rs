@@ -31,7 +31,7 @@ use outpost_core::{
     AppendedEvent, Clock, EventLog, LogPosition, PartitionInfo, Retention, StoreError, StoredEvent,
     SystemClock,
 };
-use outpost_model::{HubName, Timestamp};
+use outpost_model::{HubName, LogName, Timestamp};
 use parking_lot::RwLock;
 use time::OffsetDateTime;
 
@@ -102,7 +102,7 @@ pub struct EmbeddedEventLog {
 struct Inner {
     dir: PathBuf,
     options: Arc<EventLogOptions>,
-    hubs: RwLock<HashMap<HubName, Arc<[Arc<PartitionHandle>]>>>,
+    hubs: RwLock<HashMap<LogName, Arc<[Arc<PartitionHandle>]>>>,
     /// Serializes hub creation and removal.
     admin: tokio::sync::Mutex<()>,
     /// The writers' counters and the directory lock.
@@ -169,7 +169,7 @@ impl EmbeddedEventLog {
                 recovery::remove_leftover(&path)?;
                 continue;
             }
-            let Ok(hub) = HubName::new(&name) else {
+            let Ok(hub) = LogName::new(&name) else {
                 tracing::warn!(dir = %path.display(), "ignoring a directory that is not a hub's");
                 continue;
             };
@@ -209,7 +209,7 @@ impl EmbeddedEventLog {
     }
 
     /// Returns the handle of one partition.
-    fn partition(&self, hub: &HubName, partition: u32) -> Result<Arc<PartitionHandle>, StoreError> {
+    fn partition(&self, hub: &LogName, partition: u32) -> Result<Arc<PartitionHandle>, StoreError> {
         let hubs = self.inner.hubs.read();
         let partitions = hubs.get(hub).ok_or(StoreError::NotFound)?;
         let index = usize::try_from(partition).map_err(|_| StoreError::NotFound)?;
@@ -228,7 +228,7 @@ impl EmbeddedEventLog {
 
 /// Opens every partition of the hub stored in `dir`.
 fn open_hub(
-    hub: &HubName,
+    hub: &LogName,
     dir: &Path,
     options: &Arc<EventLogOptions>,
     context: &Arc<WriterContext>,
@@ -273,7 +273,7 @@ fn open_hub(
 
 #[async_trait]
 impl EventLog for EmbeddedEventLog {
-    async fn ensure_partitions(&self, hub: &HubName, partition_count: u32) -> Result<(), StoreError> {
+    async fn ensure_partitions(&self, hub: &LogName, partition_count: u32) -> Result<(), StoreError> {
         let _admin = self.inner.admin.lock().await;
         if let Some(existing) = self.inner.hubs.read().get(hub) {
             if existing.len() == partition_count as usize {
@@ -300,20 +300,47 @@ impl EventLog for EmbeddedEventLog {
         Ok(())
     }
 
-    async fn drop_hub(&self, hub: &HubName) -> Result<(), StoreError> {
+    async fn drop_log(&self, log: &LogName) -> Result<(), StoreError> {
         let _admin = self.inner.admin.lock().await;
-        let partitions = self.inner.hubs.write().remove(hub).ok_or(StoreError::NotFound)?;
+        let partitions = self.inner.hubs.write().remove(log).ok_or(StoreError::NotFound)?;
         for partition in partitions.iter() {
             partition.stop().await;
         }
         let root = self.inner.dir.clone();
-        let name = hub.clone();
+        let name = log.clone();
         Self::blocking(move || recovery::remove_hub_dirs(&root, &name)).await
+    }
+
+    async fn drop_hub(&self, hub: &HubName) -> Result<(), StoreError> {
+        let _admin = self.inner.admin.lock().await;
+        let removed: Vec<_> = {
+            let mut logs = self.inner.hubs.write();
+            let names: Vec<LogName> = logs
+                .keys()
+                .filter(|log| log.hub_name() == *hub)
+                .cloned()
+                .collect();
+            names
+                .into_iter()
+                .filter_map(|name| logs.remove(&name).map(|partitions| (name, partitions)))
+                .collect()
+        };
+        if removed.is_empty() {
+            return Err(StoreError::NotFound);
+        }
+        for (name, partitions) in removed {
+            for partition in partitions.iter() {
+                partition.stop().await;
+            }
+            let root = self.inner.dir.clone();
+            Self::blocking(move || recovery::remove_hub_dirs(&root, &name)).await?;
+        }
+        Ok(())
     }
 
     async fn append(
         &self,
-        hub: &HubName,
+        hub: &LogName,
         partition: u32,
         payloads: Vec<Bytes>,
     ) -> Result<Vec<AppendedEvent>, StoreError> {
@@ -337,7 +364,7 @@ impl EventLog for EmbeddedEventLog {
 
     async fn read(
         &self,
-        hub: &HubName,
+        hub: &LogName,
         partition: u32,
         from: LogPosition,
         max_events: usize,
@@ -347,7 +374,7 @@ impl EventLog for EmbeddedEventLog {
         Self::blocking(move || read::read(&handle.shared, from, max_events, max_bytes)).await
     }
 
-    async fn partition_info(&self, hub: &HubName, partition: u32) -> Result<PartitionInfo, StoreError> {
+    async fn partition_info(&self, hub: &LogName, partition: u32) -> Result<PartitionInfo, StoreError> {
         let handle = self.partition(hub, partition)?;
         let state = handle.shared.state.read();
         let begin_sequence_number = state
@@ -360,7 +387,7 @@ impl EventLog for EmbeddedEventLog {
         })
     }
 
-    fn watch(&self, hub: &HubName, partition: u32) -> Result<tokio::sync::watch::Receiver<u64>, StoreError> {
+    fn watch(&self, hub: &LogName, partition: u32) -> Result<tokio::sync::watch::Receiver<u64>, StoreError> {
         Ok(self.partition(hub, partition)?.shared.next_seq.subscribe())
     }
 

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use outpost_core::{AppendedEvent, StoreError};
-use outpost_model::HubName;
+use outpost_model::LogName;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -61,7 +61,7 @@ pub(crate) struct PartitionState {
 /// A partition's shared state.
 #[derive(Debug)]
 pub(crate) struct PartitionShared {
-    pub hub: HubName,
+    pub hub: LogName,
     pub id: u32,
     pub dir: PathBuf,
     pub options: Arc<EventLogOptions>,
@@ -75,7 +75,7 @@ pub(crate) struct PartitionShared {
 impl PartitionShared {
     /// Returns the state a log opened on disk starts from.
     pub(crate) fn new(
-        hub: HubName,
+        hub: LogName,
         id: u32,
         dir: PathBuf,
         options: Arc<EventLogOptions>,

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use outpost_core::{AppendedEvent, StoreError};
-use outpost_model::HubName;
+use outpost_model::LogName;
 
 use super::partition::PartitionState;
 use super::segment::{self, RecordCursor, SCAN_CHUNK, Segment, SparseIndex};
@@ -28,7 +28,7 @@ use super::{io_error, sync_dir, timestamp_of};
 /// [`StoreError::Corrupt`] when the directory holds segments that cannot be made sense of,
 /// an I/O error otherwise.
 pub(crate) fn open_partition(
-    hub: &HubName,
+    hub: &LogName,
     partition: u32,
     dir: &Path,
     index_interval: u64,
@@ -78,7 +78,7 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, StoreError> {
 /// Scans the last segment, cuts an invalid tail, and returns it with the partition's newest
 /// record.
 fn recover_last(
-    hub: &HubName,
+    hub: &LogName,
     partition: u32,
     dir: &Path,
     base_offset: u64,
@@ -192,7 +192,7 @@ fn recover_last(
 ///
 /// # Errors
 /// An I/O error.
-pub(crate) fn create_hub_dirs(root: &Path, hub: &HubName, partition_count: u32) -> Result<(), StoreError> {
+pub(crate) fn create_hub_dirs(root: &Path, hub: &LogName, partition_count: u32) -> Result<(), StoreError> {
     let staging = root.join(format!("{hub}.creating"));
     remove_leftover(&staging)?;
     std::fs::create_dir(&staging).map_err(|error| io_error("create hub directory", &staging, &error))?;
@@ -213,7 +213,7 @@ pub(crate) fn create_hub_dirs(root: &Path, hub: &HubName, partition_count: u32) 
 ///
 /// # Errors
 /// An I/O error.
-pub(crate) fn remove_hub_dirs(root: &Path, hub: &HubName) -> Result<(), StoreError> {
+pub(crate) fn remove_hub_dirs(root: &Path, hub: &LogName) -> Result<(), StoreError> {
     let dir = root.join(hub.as_str());
     let doomed = root.join(format!("{hub}.deleting"));
     remove_leftover(&doomed)?;

@@ -21,7 +21,7 @@ async fn a_failed_sync_fails_its_waiters_and_poisons_the_partition() {
         ..EventLogOptions::default()
     };
     let log = EmbeddedEventLog::open(dir.path(), options).expect("open");
-    let hub = hub_name("plant");
+    let hub = LogName::hub(&hub_name("plant"));
     log.ensure_partitions(&hub, 2).await.expect("ensure partitions");
     let first = log.append(&hub, 0, vec![payload("kept")]).await.expect("append");
 
