@@ -305,11 +305,12 @@ impl Telemetry {
             .await;
         let accepted = stamped_messages.len() as u64;
         let bytes: usize = stamped_messages.iter().map(|message| message.body.len()).sum();
-        let payloads: Vec<bytes::Bytes> = stamped_messages
-            .iter()
-            .filter(|message| !message.deliveries.is_empty())
-            .map(Message::encode)
-            .collect();
+        let mut payloads = Vec::with_capacity(stamped_messages.len());
+        for message in &stamped_messages {
+            if !message.deliveries.is_empty() {
+                payloads.push(message.encode());
+            }
+        }
         let appended = if payloads.is_empty() {
             Vec::new()
         } else {

@@ -128,9 +128,9 @@ impl EndpointName {
 }
 
 impl LogName {
-    /// The hub's own log.
+    /// The hub's own log (shares the hub name's string: no allocation per append).
     pub fn hub(hub: &HubName) -> Self {
-        Self(Arc::from(hub.as_str()))
+        Self(hub.0.clone())
     }
 
     /// The log of a hub's custom event stream.

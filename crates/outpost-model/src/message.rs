@@ -57,8 +57,9 @@ pub struct Annotations {
 /// when the hub accepted the message).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
-    /// The endpoint's name (`events` for the built-in endpoint).
-    pub endpoint: String,
+    /// The endpoint's name (`events` for the built-in endpoint, borrowed: most messages go
+    /// there, and this saves an allocation per message).
+    pub endpoint: std::borrow::Cow<'static, str>,
     /// Application properties the endpoint's enrichments add, in order.
     pub enrichments: Vec<(String, String)>,
 }
@@ -68,7 +69,7 @@ impl Delivery {
     /// (format version 1) was routed to.
     pub fn built_in() -> Self {
         Self {
-            endpoint: crate::EndpointName::BUILT_IN.into(),
+            endpoint: std::borrow::Cow::Borrowed(crate::EndpointName::BUILT_IN),
             enrichments: Vec::new(),
         }
     }
@@ -153,7 +154,66 @@ fn get_pairs(buf: &mut Bytes, count: usize) -> Result<Vec<(String, String)>, Mod
     (0..count).map(|_| Ok((get_str(buf)?, get_str(buf)?))).collect()
 }
 
+/// Skips `count` length-prefixed strings without copying them.
+fn skip_strs(buf: &mut &[u8], count: usize) -> Option<()> {
+    for _ in 0..count {
+        let len = buf.try_get_u32().ok()? as usize;
+        if buf.len() < len {
+            return None;
+        }
+        buf.advance(len);
+    }
+    Some(())
+}
+
+/// Skips an optional string.
+fn skip_opt(buf: &mut &[u8]) -> Option<()> {
+    match buf.try_get_u8().ok()? {
+        0 => Some(()),
+        1 => skip_strs(buf, 1),
+        _ => None,
+    }
+}
+
 impl Message {
+    /// Returns whether the encoded message `bytes` was routed to `endpoint`, without decoding it:
+    /// a delivery worker passes over other endpoints' messages this way. Malformed bytes answer
+    /// `true`, so that the full decode reports them.
+    pub fn is_routed_to(bytes: &[u8], endpoint: &str) -> bool {
+        fn scan(mut buf: &[u8], endpoint: &str) -> Option<bool> {
+            let buf = &mut buf;
+            let version = buf.try_get_u8().ok()?;
+            if version == 1 {
+                return Some(endpoint == crate::EndpointName::BUILT_IN);
+            }
+            for _ in 0..10 {
+                skip_opt(buf)?;
+            }
+            skip_strs(buf, 1)?; // device id
+            skip_opt(buf)?; // module id
+            skip_strs(buf, 2)?; // auth method, generation id
+            buf.try_get_i64().ok()?; // enqueued time
+            skip_strs(buf, 1)?; // message source
+            let properties = buf.try_get_u32().ok()? as usize;
+            skip_strs(buf, properties.checked_mul(2)?)?;
+            let deliveries = buf.try_get_u32().ok()?;
+            for _ in 0..deliveries {
+                let len = buf.try_get_u32().ok()? as usize;
+                if buf.len() < len {
+                    return None;
+                }
+                if &buf[..len] == endpoint.as_bytes() {
+                    return Some(true);
+                }
+                buf.advance(len);
+                let enrichments = buf.try_get_u32().ok()? as usize;
+                skip_strs(buf, enrichments.checked_mul(2)?)?;
+            }
+            Some(false)
+        }
+        scan(bytes, endpoint).unwrap_or(true)
+    }
+
     /// Returns the delivery of `endpoint`, if the message was routed there.
     pub fn delivery(&self, endpoint: &str) -> Option<&Delivery> {
         self.deliveries
@@ -270,6 +330,11 @@ impl Message {
             for _ in 0..count {
                 let endpoint = get_str(buf)?;
                 let enrichments = get_count(buf, 8).and_then(|count| get_pairs(buf, count))?;
+                let endpoint = if endpoint == crate::EndpointName::BUILT_IN {
+                    std::borrow::Cow::Borrowed(crate::EndpointName::BUILT_IN)
+                } else {
+                    std::borrow::Cow::Owned(endpoint)
+                };
                 deliveries.push(Delivery {
                     endpoint,
                     enrichments,
@@ -364,6 +429,19 @@ mod tests {
         v1.extend_from_slice(&message.body);
         message.deliveries = vec![Delivery::built_in()];
         assert_eq!(Message::decode(Bytes::from(v1)).unwrap(), message);
+    }
+
+    #[test]
+    fn routing_is_read_without_decoding() {
+        let encoded = sample().encode();
+        assert!(Message::is_routed_to(&encoded, "events"));
+        assert!(Message::is_routed_to(&encoded, "alerts"));
+        assert!(!Message::is_routed_to(&encoded, "alert"));
+        let mut none = sample();
+        none.deliveries.clear();
+        assert!(!Message::is_routed_to(&none.encode(), "events"));
+        // Malformed: left to the full decode to report.
+        assert!(Message::is_routed_to(&encoded[..20], "nowhere"));
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub struct OutpostConfig {
     pub tls: TlsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Delivery to routing endpoints (webhook trust, dead threshold).
+    pub endpoints: EndpointsConfig,
     /// Message routing of named hubs (`[[routing]]`, see [`crate::routing_config`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub routing: Vec<crate::routing_config::HubRouting>,
@@ -252,6 +254,26 @@ pub struct TlsConfig {
     pub reload_interval_secs: u64,
 }
 
+/// Delivery to routing endpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EndpointsConfig {
+    /// PEM CA certificates webhook endpoints trust for `https://` URLs, besides the development
+    /// CA (there is no platform root store: air-gapped servers name what they trust).
+    pub webhook_ca_file: Option<PathBuf>,
+    /// Seconds an endpoint fails without interruption before it is reported dead (still retried).
+    pub dead_after_secs: u64,
+}
+
+impl Default for EndpointsConfig {
+    fn default() -> Self {
+        Self {
+            webhook_ca_file: None,
+            dead_after_secs: 300,
+        }
+    }
+}
+
 /// Logging.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -276,6 +298,7 @@ impl Default for OutpostConfig {
             file_upload: FileUploadConfig::default(),
             tls: TlsConfig::default(),
             log: LogConfig::default(),
+            endpoints: EndpointsConfig::default(),
             routing: Vec::new(),
         }
     }

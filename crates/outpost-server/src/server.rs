@@ -71,9 +71,6 @@ pub const IMPORT_EXPORT_DIR: &str = "import-export";
 /// Where routing endpoints' dead-lettered batches go, under the data directory.
 pub const DEAD_LETTERS_DIR: &str = "dead-letters";
 
-/// How long a routing endpoint fails continuously before it is reported dead.
-const ENDPOINT_DEAD_AFTER: Duration = Duration::from_secs(300);
-
 /// A running server.
 #[derive(Debug)]
 pub struct Server {
@@ -355,9 +352,10 @@ impl Server {
             .routing
             .start_delivery(endpoint_ports(
                 &data_dir,
+                &config.endpoints,
                 dev_ca.as_ref().map(|(ca, _)| ca.ca_pem_path()),
                 outpost.blobs.store().clone(),
-            ))
+            )?)
             .await;
         let operator_cancel = cancel.child_token();
         tasks.push(tokio::spawn(async move {
@@ -417,31 +415,40 @@ impl Server {
 
 /// What routing endpoints write through: directories (storage endpoints, dead letters under
 /// `<data dir>/dead-letters`), the built-in blob store, and an HTTP client for webhooks that
-/// trusts the development CA (webhook receivers on this machine may use its certificates).
+/// trusts the development CA and `[endpoints] webhook_ca_file`.
 fn endpoint_ports(
     data_dir: &std::path::Path,
-    ca_pem: Option<&std::path::Path>,
+    config: &crate::config::EndpointsConfig,
+    dev_ca_pem: Option<&std::path::Path>,
     blobs: Arc<dyn outpost_core::BlobStore>,
-) -> EndpointPorts {
-    let ca = ca_pem.and_then(|path| std::fs::read(path).ok());
-    let webhook =
-        match outpost_http::HyperWebhookClient::new(&ca.iter().map(Vec::as_slice).collect::<Vec<_>>()) {
-            Ok(client) => Some(Arc::new(client) as Arc<dyn outpost_core::routing::WebhookClient>),
-            Err(error) => {
-                tracing::warn!(error = %error, "webhook endpoints unavailable: the HTTP client cannot start");
-                None
-            }
-        };
-    EndpointPorts {
+) -> Result<EndpointPorts, ServerError> {
+    let mut trusted = Vec::new();
+    if let Some(path) = dev_ca_pem.and_then(|path| std::fs::read(path).ok()) {
+        trusted.push(path);
+    }
+    if let Some(path) = &config.webhook_ca_file {
+        let pem = std::fs::read(path).map_err(|source| ServerError::DataDir {
+            path: path.clone(),
+            source,
+        })?;
+        trusted.push(pem);
+    }
+    let pems: Vec<&[u8]> = trusted.iter().map(Vec::as_slice).collect();
+    let webhook = outpost_http::HyperWebhookClient::new(&pems).map_err(|error| {
+        ServerError::Core(CoreError::InvalidArgument(format!(
+            "webhook CA certificates: {error}"
+        )))
+    })?;
+    Ok(EndpointPorts {
         directory: Arc::new(|dir: &std::path::Path| {
             Arc::new(outpost_store::DirectoryTarget::new(dir))
                 as Arc<dyn outpost_core::routing::StorageTarget>
         }),
         blobs: Some(blobs),
-        webhook,
+        webhook: Some(Arc::new(webhook)),
         dead_letters: data_dir.join(DEAD_LETTERS_DIR),
-        dead_after: ENDPOINT_DEAD_AFTER,
-    }
+        dead_after: Duration::from_secs(config.dead_after_secs.max(1)),
+    })
 }
 
 /// Serves AMQP over plain TCP (no TLS: `UseDevelopmentEmulator=true` clients), at most

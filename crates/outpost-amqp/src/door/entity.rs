@@ -150,7 +150,7 @@ mod tests {
     #[test]
     fn the_built_in_endpoint_serves_what_was_routed_to_events_with_its_enrichments() {
         let to = |endpoint: &str, enrichments: Vec<(String, String)>| Delivery {
-            endpoint: endpoint.into(),
+            endpoint: endpoint.to_owned().into(),
             enrichments,
         };
         // Routed elsewhere only: not served by the built-in endpoint, served by a stream's log.

@@ -32,6 +32,10 @@ const READ_BYTES: usize = 4 * 1024 * 1024;
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest retry delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long a worker woken by an append waits for more before it reads (bench/run `routing`).
+const COALESCE: Duration = Duration::from_millis(5);
+/// Longest time between checkpoint writes of a busy worker.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Makes a storage target writing into a directory.
 pub type DirectoryTargets = Arc<dyn Fn(&Path) -> Arc<dyn StorageTarget> + Send + Sync>;
@@ -443,60 +447,62 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(self, mut next: u64, mut watch: watch::Receiver<u64>, mut stop: watch::Receiver<bool>) {
-        let mut saved = next;
+    async fn run(self, next: u64, mut watch: watch::Receiver<u64>, mut stop: watch::Receiver<bool>) {
+        // `cursor`: the next sequence number to read; `checkpoint`: every event before it was
+        // delivered or is not for this endpoint (what a restart may skip).
+        let mut cursor = next;
+        let mut checkpoint = Checkpoint::new(next);
         let mut pending: Vec<RoutedEvent> = Vec::new();
         let mut pending_bytes = 0usize;
         let mut deadline: Option<Instant> = None;
         loop {
-            let events = match self
-                .log
-                .read(
-                    &self.log_name,
-                    self.partition,
-                    LogPosition::SequenceNumber(next),
-                    READ_EVENTS,
-                    READ_BYTES,
-                )
-                .await
-            {
+            let read = self.log.read(
+                &self.log_name,
+                self.partition,
+                LogPosition::SequenceNumber(cursor),
+                READ_EVENTS,
+                READ_BYTES,
+            );
+            let events = match read.await {
                 Ok(events) => events,
                 Err(error) => {
-                    self.health.failed(
-                        self.partition,
-                        format!("reading the log: {error}"),
-                        self.clock.now(),
-                    );
+                    let now = self.clock.now();
+                    self.health
+                        .failed(self.partition, format!("reading the log: {error}"), now);
                     tokio::select! {
                         () = tokio::time::sleep(MAX_BACKOFF) => continue,
-                        _ = stop.changed() => return,
+                        _ = stop.changed() => return self.stopped(&checkpoint).await,
                     }
                 }
             };
             if events.is_empty() {
                 if !pending.is_empty() && deadline.is_none_or(|at| Instant::now() >= at) {
-                    let Some(flushed) = self
-                        .flush(&mut pending, &mut pending_bytes, next, &mut stop)
-                        .await
-                    else {
-                        return;
-                    };
-                    next = flushed;
-                    saved = next;
+                    if !self.flush(&mut pending, &mut pending_bytes, &mut stop).await {
+                        return self.stopped(&checkpoint).await;
+                    }
+                    checkpoint.done = cursor;
                     deadline = None;
                     continue;
                 }
-                if pending.is_empty() && saved != next {
-                    // Only other endpoints' messages went by: remember that they are done.
-                    if self.save(next).await {
-                        saved = next;
-                    }
+                // Idle: what is done is saved now.
+                if checkpoint.unsaved() {
+                    self.save(&mut checkpoint).await;
                 }
                 let until = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
                 tokio::select! {
-                    changed = watch.changed() => if changed.is_err() { return },
+                    changed = watch.changed() => {
+                        if changed.is_err() {
+                            return self.stopped(&checkpoint).await;
+                        }
+                        // Woken by an append: let a few more group commits land, so that one
+                        // read, one decode pass and one delivery cover many messages.
+                        tokio::select! {
+                            () = tokio::time::sleep(COALESCE) => {}
+                            _ = stop.changed() => return self.stopped(&checkpoint).await,
+                        }
+                    }
                     () = tokio::time::sleep_until(until) => {}
-                    _ = stop.changed() => return,
+                    _ = stop.changed() => return self.stopped(&checkpoint).await,
                 }
                 continue;
             }
@@ -504,7 +510,10 @@ impl Worker {
             watch.borrow_and_update();
             for event in events {
                 let sequence_number = event.position.sequence_number;
-                next = sequence_number.saturating_add(1);
+                cursor = sequence_number.saturating_add(1);
+                if !Message::is_routed_to(&event.payload, self.endpoint.as_str()) {
+                    continue;
+                }
                 let message = match Message::decode(event.payload.clone()) {
                     Ok(message) => message,
                     Err(error) => {
@@ -526,43 +535,38 @@ impl Worker {
                     deadline = Some(Instant::now() + self.policy.max_wait);
                 }
                 if pending.len() >= self.policy.max_events || pending_bytes >= self.policy.max_bytes {
-                    let Some(flushed) = self
-                        .flush(&mut pending, &mut pending_bytes, next, &mut stop)
-                        .await
-                    else {
-                        return;
-                    };
-                    next = flushed;
-                    saved = next;
+                    if !self.flush(&mut pending, &mut pending_bytes, &mut stop).await {
+                        return self.stopped(&checkpoint).await;
+                    }
+                    checkpoint.done = cursor;
                     deadline = None;
                 }
             }
             // Behind the log, reads never come back empty: the batch is cut by its deadline here
             // too (a zero wait sets the deadline to the first event's arrival: at once).
             if !pending.is_empty() && deadline.is_some_and(|at| Instant::now() >= at) {
-                let Some(flushed) = self
-                    .flush(&mut pending, &mut pending_bytes, next, &mut stop)
-                    .await
-                else {
-                    return;
-                };
-                next = flushed;
-                saved = next;
+                if !self.flush(&mut pending, &mut pending_bytes, &mut stop).await {
+                    return self.stopped(&checkpoint).await;
+                }
                 deadline = None;
+            }
+            if pending.is_empty() {
+                checkpoint.done = cursor;
+            }
+            if checkpoint.due() {
+                self.save(&mut checkpoint).await;
             }
         }
     }
 
-    /// Delivers the pending batch until it succeeds or is dead-lettered, then saves `next` as the
-    /// checkpoint; returns `next`, or `None` when asked to stop while retrying (the checkpoint
-    /// stays before the batch).
+    /// Delivers the pending batch until it succeeds or is dead-lettered; `false` when asked to
+    /// stop while retrying (the batch stays undelivered and its events before the checkpoint).
     async fn flush(
         &self,
         pending: &mut Vec<RoutedEvent>,
         pending_bytes: &mut usize,
-        next: u64,
         stop: &mut watch::Receiver<bool>,
-    ) -> Option<u64> {
+    ) -> bool {
         let batch = RoutedBatch {
             hub: self.hub.clone(),
             endpoint: self.endpoint.clone(),
@@ -577,7 +581,7 @@ impl Worker {
             match self.sink.deliver(&batch).await {
                 Ok(()) => {
                     self.health.succeeded(self.partition, count, self.clock.now());
-                    break;
+                    return true;
                 }
                 Err(error) => {
                     tracing::debug!(hub = %self.hub, endpoint = %self.endpoint, partition = self.partition, %error, "routing delivery failed; retrying");
@@ -589,7 +593,7 @@ impl Worker {
                             Ok(()) => {
                                 tracing::warn!(hub = %self.hub, endpoint = %self.endpoint, count, "routing: batch dead-lettered");
                                 self.health.dead_lettered(self.partition, count);
-                                break;
+                                return true;
                             }
                             Err(dead) => {
                                 tracing::warn!(hub = %self.hub, endpoint = %self.endpoint, error = %dead, "routing: dead-lettering failed");
@@ -598,31 +602,69 @@ impl Worker {
                     }
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
-                        _ = stop.changed() => return None,
+                        _ = stop.changed() => return false,
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
-        // Saved until it sticks: a lost checkpoint only means a redelivery, but keep trying.
-        while !self.save(next).await {
-            tokio::time::sleep(FIRST_BACKOFF).await;
-        }
-        Some(next)
     }
 
-    async fn save(&self, next: u64) -> bool {
+    /// Saves the checkpoint; a failure is logged and retried at the next save (a lost
+    /// checkpoint only means a redelivery).
+    async fn save(&self, checkpoint: &mut Checkpoint) {
+        let done = checkpoint.done;
         match self
             .store
-            .put_checkpoint(&self.hub, self.endpoint.as_str(), self.partition, next)
+            .put_checkpoint(&self.hub, self.endpoint.as_str(), self.partition, done)
             .await
         {
-            Ok(()) => true,
+            Ok(()) => checkpoint.saved(done),
             Err(error) => {
                 tracing::warn!(hub = %self.hub, endpoint = %self.endpoint, %error, "routing checkpoint not saved");
-                false
             }
         }
+    }
+
+    /// Saves what is done before the worker ends.
+    async fn stopped(&self, checkpoint: &Checkpoint) {
+        if checkpoint.unsaved() {
+            let mut last = *checkpoint;
+            self.save(&mut last).await;
+        }
+    }
+}
+
+/// A worker's progress: done in memory, saved at most every [`CHECKPOINT_INTERVAL`] while busy
+/// (one durable write per second per worker instead of one per batch), at once when idle or
+/// stopping. A crash redelivers at most the last interval's messages: at least once.
+#[derive(Debug, Clone, Copy)]
+struct Checkpoint {
+    done: u64,
+    saved: u64,
+    saved_at: Instant,
+}
+
+impl Checkpoint {
+    fn new(at: u64) -> Self {
+        Self {
+            done: at,
+            saved: at,
+            saved_at: Instant::now(),
+        }
+    }
+
+    fn unsaved(&self) -> bool {
+        self.done != self.saved
+    }
+
+    fn due(&self) -> bool {
+        self.unsaved() && self.saved_at.elapsed() >= CHECKPOINT_INTERVAL
+    }
+
+    fn saved(&mut self, at: u64) {
+        self.saved = at;
+        self.saved_at = Instant::now();
     }
 }
 

@@ -180,35 +180,47 @@ impl Router {
             .unwrap_or(RoutingSource::DeviceMessages);
         let scope = MessageScope::new(message, twin);
         let mut endpoints: Vec<&str> = Vec::new();
-        let mut matched = false;
         for route in self.routes.iter().filter(|route| route.source == source) {
-            if route.condition.evaluate(&scope) {
-                matched = true;
-                if !endpoints.contains(&route.endpoint.as_str()) {
-                    endpoints.push(&route.endpoint);
-                }
+            if route.condition.evaluate(&scope) && !endpoints.contains(&route.endpoint.as_str()) {
+                endpoints.push(&route.endpoint);
             }
         }
-        if !matched && source == RoutingSource::DeviceMessages && self.config.fallback_route.is_enabled {
-            endpoints.push(EndpointName::BUILT_IN);
+        if endpoints.is_empty() {
+            // No route matched: device messages take the fallback route (the common case,
+            // built without an intermediate list).
+            let fallback = source == RoutingSource::DeviceMessages && self.config.fallback_route.is_enabled;
+            return if fallback {
+                vec![self.delivery(EndpointName::BUILT_IN, hub, twin)]
+            } else {
+                Vec::new()
+            };
         }
         endpoints
             .into_iter()
-            .map(|endpoint| Delivery {
-                endpoint: endpoint.to_owned(),
-                enrichments: self
-                    .enrichments
-                    .iter()
-                    .filter(|enrichment| enrichment.endpoints.iter().any(|e| e == endpoint))
-                    .map(|enrichment| {
-                        (
-                            enrichment.key.clone(),
-                            enrichment.value.resolve(&enrichment.written, hub, twin),
-                        )
-                    })
-                    .collect(),
-            })
+            .map(|endpoint| self.delivery(endpoint, hub, twin))
             .collect()
+    }
+
+    /// The delivery to `endpoint`, with its enrichments resolved.
+    fn delivery(&self, endpoint: &str, hub: &str, twin: Option<&Value>) -> Delivery {
+        Delivery {
+            endpoint: if endpoint == EndpointName::BUILT_IN {
+                std::borrow::Cow::Borrowed(EndpointName::BUILT_IN)
+            } else {
+                std::borrow::Cow::Owned(endpoint.to_owned())
+            },
+            enrichments: self
+                .enrichments
+                .iter()
+                .filter(|enrichment| enrichment.endpoints.iter().any(|e| e == endpoint))
+                .map(|enrichment| {
+                    (
+                        enrichment.key.clone(),
+                        enrichment.value.resolve(&enrichment.written, hub, twin),
+                    )
+                })
+                .collect(),
+        }
     }
 
     /// Evaluates one route's condition against a message (`outpost route test`).

@@ -91,7 +91,7 @@ fn config() -> RoutingConfig {
 }
 
 fn endpoints(deliveries: &[Delivery]) -> Vec<&str> {
-    deliveries.iter().map(|d| d.endpoint.as_str()).collect()
+    deliveries.iter().map(|d| d.endpoint.as_ref()).collect()
 }
 
 #[test]
