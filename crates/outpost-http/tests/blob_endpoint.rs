@@ -3,66 +3,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
+#[path = "support/blob_calls.rs"]
+mod blob_calls;
 mod support;
 
-use axum::Router;
-use axum::body::Body;
-use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::BodyExt as _;
+use blob_calls::{BLOCK_BLOB, call};
+use http::{Method, StatusCode};
 use outpost_core::blobs::BlobSettings;
 use outpost_core::{Outpost, UploadTarget};
 use outpost_model::Timestamp;
 use serde_json::Value;
 use support::{Fixture, HUB_A, HUB_B_HOST, OPERATOR_TOKEN};
-use tower::ServiceExt as _;
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn code(&self) -> &str {
-        self.headers
-            .get("x-ms-error-code")
-            .map(|v| v.to_str().unwrap())
-            .unwrap_or_default()
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-async fn call(
-    router: &Router,
-    method: Method,
-    host: &str,
-    uri: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Answer {
-    let mut request = Request::builder().method(method).uri(uri).header("host", host);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = router
-        .clone()
-        .oneshot(request.body(Body::from(body.to_vec())).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
-
-const BLOCK_BLOB: (&str, &str) = ("x-ms-blob-type", "BlockBlob");
 
 fn target(outpost: &Outpost, host: &str, device: &str, name: &str, ttl: i64) -> UploadTarget {
     let hub = outpost.hubs.by_host(host).unwrap();

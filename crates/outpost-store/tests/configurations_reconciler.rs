@@ -5,12 +5,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
+mod support;
+
 use std::sync::Arc;
 
 use outpost_core::configurations::ConfigurationSpec;
-use outpost_core::{Backends, C2dSettings, Caller, CoreError, DeviceSpec, Outpost, SystemClock, TwinWrite};
-use outpost_model::{DeviceId, Hub, ModuleId, TwinLimits, TwinUpdate};
-use outpost_store::{EmbeddedEventLog, EmbeddedStore, EventLogOptions};
+use outpost_core::{Caller, CoreError, DeviceSpec, Outpost, TwinWrite};
+use outpost_model::{DeviceId, Hub, ModuleId, TwinUpdate};
 use serde_json::{Value, json};
 
 struct Fixture {
@@ -22,35 +23,19 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Self {
-        let store = EmbeddedStore::in_memory().unwrap();
-        let events_dir = tempfile::tempdir().unwrap();
-        let blobs_dir = tempfile::tempdir().unwrap();
-        let backends = Backends {
-            hubs: Arc::new(store.clone()),
-            registry: Arc::new(store.clone()),
-            events: Arc::new(EmbeddedEventLog::open(events_dir.path(), EventLogOptions::default()).unwrap()),
-            c2d: Arc::new(store.clone()),
-            service_bound: Arc::new(store.clone()),
-            jobs: Arc::new(store.clone()),
-            routing: Arc::new(store.clone()),
-            blobs: Arc::new(outpost_store::EmbeddedBlobStore::open(blobs_dir.path()).unwrap()),
-            clock: Arc::new(SystemClock),
-        };
-        let outpost = Outpost::start(backends, TwinLimits::default(), C2dSettings::default())
-            .await
-            .unwrap()
-            .with_configuration_store(Arc::new(store));
-        let hub = outpost
-            .ensure_default_hub("cfg.example.test", 2)
-            .await
-            .unwrap()
-            .unwrap();
+        let support::Core {
+            outpost,
+            hub,
+            store,
+            dirs,
+        } = support::start("cfg.example.test", 2).await;
+        let outpost = outpost.with_configuration_store(Arc::new(store));
         let caller = Caller::operator(hub.clone());
         Self {
             outpost,
             hub,
             caller,
-            _dirs: (events_dir, blobs_dir),
+            _dirs: dirs,
         }
     }
 

@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,12 +17,8 @@ use outpost_core::routing::{
     DeliveryError, EndpointKind, EndpointPorts, HealthStatus, Route, RoutingConfig, RoutingSource,
     StorageTarget,
 };
-use outpost_core::{
-    Backends, C2dSettings, DeviceAuthMethod, DeviceIdentity, LogPosition, OutgoingMessage, Outpost,
-    SystemClock,
-};
-use outpost_model::{DeviceId, EndpointName, Hub, LogName, Message, SystemProperties, TwinLimits};
-use outpost_store::{EmbeddedEventLog, EmbeddedStore, EventLogOptions};
+use outpost_core::{DeviceAuthMethod, DeviceIdentity, LogPosition, OutgoingMessage, Outpost};
+use outpost_model::{DeviceId, EndpointName, Hub, LogName, Message, SystemProperties};
 
 struct Fixture {
     outpost: Outpost,
@@ -51,32 +49,13 @@ fn ports() -> EndpointPorts {
 
 impl Fixture {
     async fn new() -> Self {
-        let store = EmbeddedStore::in_memory().unwrap();
-        let events_dir = tempfile::tempdir().unwrap();
-        let blobs_dir = tempfile::tempdir().unwrap();
-        let backends = Backends {
-            hubs: Arc::new(store.clone()),
-            registry: Arc::new(store.clone()),
-            events: Arc::new(EmbeddedEventLog::open(events_dir.path(), EventLogOptions::default()).unwrap()),
-            c2d: Arc::new(store.clone()),
-            service_bound: Arc::new(store.clone()),
-            jobs: Arc::new(store.clone()),
-            routing: Arc::new(store.clone()),
-            blobs: Arc::new(outpost_store::EmbeddedBlobStore::open(blobs_dir.path()).unwrap()),
-            clock: Arc::new(SystemClock),
-        };
-        let outpost = Outpost::start(backends, TwinLimits::default(), C2dSettings::default())
-            .await
-            .unwrap();
-        let hub = outpost
-            .ensure_default_hub("routing.example.test", 2)
-            .await
-            .unwrap()
-            .unwrap();
+        let support::Core {
+            outpost, hub, dirs, ..
+        } = support::start("routing.example.test", 2).await;
         Self {
             outpost,
             hub,
-            _dirs: (events_dir, blobs_dir),
+            _dirs: dirs,
         }
     }
 

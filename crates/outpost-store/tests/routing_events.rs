@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,11 +15,11 @@ use outpost_core::blobs::{BlobError, ByteSource, Condition, ContentSettings};
 use outpost_core::file_upload::UploadOutcome;
 use outpost_core::routing::{Route, RoutingConfig, RoutingSource};
 use outpost_core::{
-    Backends, C2dSettings, Caller, DeviceAuthMethod, DeviceIdentity, DeviceSpec, IdentityKey, LogPosition,
-    ModuleSpec, Outpost, SystemClock, TwinWrite,
+    Caller, DeviceAuthMethod, DeviceIdentity, DeviceSpec, IdentityKey, LogPosition, ModuleSpec, Outpost,
+    TwinWrite,
 };
-use outpost_model::{DeviceId, Hub, LogName, Message, ModuleId, Timestamp, TwinLimits, TwinUpdate};
-use outpost_store::{EmbeddedEventLog, EmbeddedStore, EventLogOptions};
+use outpost_model::{DeviceId, Hub, LogName, Message, ModuleId, Timestamp, TwinUpdate};
+
 use serde_json::{Map, Value, json};
 
 struct Fixture {
@@ -64,28 +66,9 @@ fn body(message: &Message) -> Value {
 
 impl Fixture {
     async fn new(routes: Vec<Route>) -> Self {
-        let store = EmbeddedStore::in_memory().unwrap();
-        let events_dir = tempfile::tempdir().unwrap();
-        let blobs_dir = tempfile::tempdir().unwrap();
-        let backends = Backends {
-            hubs: Arc::new(store.clone()),
-            registry: Arc::new(store.clone()),
-            events: Arc::new(EmbeddedEventLog::open(events_dir.path(), EventLogOptions::default()).unwrap()),
-            c2d: Arc::new(store.clone()),
-            service_bound: Arc::new(store.clone()),
-            jobs: Arc::new(store.clone()),
-            routing: Arc::new(store.clone()),
-            blobs: Arc::new(outpost_store::EmbeddedBlobStore::open(blobs_dir.path()).unwrap()),
-            clock: Arc::new(SystemClock),
-        };
-        let outpost = Outpost::start(backends, TwinLimits::default(), C2dSettings::default())
-            .await
-            .unwrap();
-        let hub = outpost
-            .ensure_default_hub("events.example.test", 2)
-            .await
-            .unwrap()
-            .unwrap();
+        let support::Core {
+            outpost, hub, dirs, ..
+        } = support::start("events.example.test", 2).await;
         let config = RoutingConfig {
             routes,
             ..RoutingConfig::default()
@@ -100,7 +83,7 @@ impl Fixture {
             outpost,
             hub,
             caller,
-            _dirs: (events_dir, blobs_dir),
+            _dirs: dirs,
         }
     }
 

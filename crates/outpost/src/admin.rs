@@ -688,7 +688,9 @@ pub enum C2dCommand {
     },
 }
 
-fn parse_props(text: Option<&str>) -> anyhow::Result<serde_json::Map<String, Value>> {
+/// Parses `k1=v1;k2=v2` (Azure CLI's property syntax) into a JSON object; `what` names the flag
+/// in errors.
+pub(crate) fn parse_props(text: Option<&str>, what: &str) -> anyhow::Result<serde_json::Map<String, Value>> {
     let mut props = serde_json::Map::new();
     for pair in text
         .unwrap_or_default()
@@ -697,7 +699,7 @@ fn parse_props(text: Option<&str>) -> anyhow::Result<serde_json::Map<String, Val
     {
         let (key, value) = pair
             .split_once('=')
-            .with_context(|| format!("--props: '{pair}' is not k=v"))?;
+            .with_context(|| format!("{what}: '{pair}' is not key=value"))?;
         props.insert(key.trim().to_owned(), Value::String(value.to_owned()));
     }
     Ok(props)
@@ -730,7 +732,7 @@ pub async fn device_messaging(global: &GlobalArgs, command: DeviceMessagingComma
                 "contentEncoding": content_encoding,
                 "ack": ack,
                 "expiryTimeUtc": expiry,
-                "properties": parse_props(props.as_deref())?,
+                "properties": parse_props(props.as_deref(), "--props")?,
             });
             let path = match (&module_id, &input) {
                 (Some(module), Some(input)) => format!(

@@ -10,7 +10,7 @@
 use anyhow::Context as _;
 use clap::{ArgAction, Subcommand};
 use hyper::Method;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::GlobalArgs;
 use crate::admin::{connect, encode, hub_name, print};
@@ -271,22 +271,6 @@ fn pretty(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()
 }
 
-/// Parses `k1=v1;k2=v2` (Azure CLI's property syntax) into a JSON object.
-fn properties(text: Option<&str>, what: &str) -> anyhow::Result<Map<String, Value>> {
-    let mut map = Map::new();
-    for pair in text
-        .unwrap_or_default()
-        .split(';')
-        .filter(|pair| !pair.trim().is_empty())
-    {
-        let (key, value) = pair
-            .split_once('=')
-            .with_context(|| format!("{what}: '{pair}' is not key=value"))?;
-        map.insert(key.trim().to_owned(), Value::String(value.to_owned()));
-    }
-    Ok(map)
-}
-
 pub async fn route(global: &GlobalArgs, command: RouteCommand) -> anyhow::Result<()> {
     let client = connect(global)?;
     match command {
@@ -383,8 +367,8 @@ async fn test(client: &OperatorClient, global: &GlobalArgs, args: RouteTestArgs)
         "source": args.source,
         "message": {
             "body": args.body,
-            "appProperties": properties(args.app_properties.as_deref(), "--app-properties")?,
-            "systemProperties": properties(args.system_properties.as_deref(), "--system-properties")?,
+            "appProperties": crate::admin::parse_props(args.app_properties.as_deref(), "--app-properties")?,
+            "systemProperties": crate::admin::parse_props(args.system_properties.as_deref(), "--system-properties")?,
         },
         "twin": twin,
     });
@@ -529,10 +513,10 @@ mod tests {
 
     #[test]
     fn property_lists_parse() {
-        let map = properties(Some("a=1; b = x=y ;"), "--app-properties").unwrap();
+        let map = crate::admin::parse_props(Some("a=1; b = x=y ;"), "--app-properties").unwrap();
         assert_eq!(map["a"], "1");
         assert_eq!(map["b"], " x=y ");
-        assert!(properties(Some("novalue"), "--app-properties").is_err());
-        assert!(properties(None, "x").unwrap().is_empty());
+        assert!(crate::admin::parse_props(Some("novalue"), "--app-properties").is_err());
+        assert!(crate::admin::parse_props(None, "x").unwrap().is_empty());
     }
 }
