@@ -51,7 +51,6 @@ pub struct Routing {
     log: Arc<dyn EventLog>,
     hubs: Arc<Hubs>,
     registry: Arc<Registry>,
-    clock: Arc<dyn Clock>,
     routers: RwLock<HashMap<HubName, Arc<Router>>>,
     /// Serializes configuration changes (read, check, write, restart workers).
     admin: tokio::sync::Mutex<()>,
@@ -82,13 +81,12 @@ impl Routing {
                 routers.insert(hub.name.clone(), Arc::new(Router::new(config)));
             }
         }
-        let delivery = delivery::Deliveries::new(store.clone(), log.clone(), clock.clone());
+        let delivery = delivery::Deliveries::new(store.clone(), log.clone(), clock);
         let routing = Arc::new(Self {
             store,
             log,
             hubs,
             registry: registry.clone(),
-            clock,
             routers: RwLock::new(routers),
             admin: tokio::sync::Mutex::new(()),
             delivery,
@@ -299,11 +297,6 @@ impl Routing {
         let condition = outpost_query::Condition::parse(condition)
             .map_err(|error| CoreError::InvalidArgument(format!("the condition is invalid: {error}")))?;
         Ok(Router::condition_holds(&condition, message, twin))
-    }
-
-    /// Returns the clock.
-    pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.clock
     }
 }
 
