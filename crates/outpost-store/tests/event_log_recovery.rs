@@ -434,3 +434,52 @@ async fn a_thousand_appends_from_fifty_tasks_to_four_partitions_keep_their_order
     }
     assert_eq!(total, 1000);
 }
+
+/// Connections woken in the same scheduler tick share one commit: the writer gathers what they
+/// queue before it syncs. On one worker thread (the benchmark's server has one core) the writer,
+/// woken by the first append, would otherwise run next (tokio's LIFO slot) and commit that
+/// append nearly alone: 2 commits per round here without gathering, 1 (rarely 2) with it.
+#[test]
+fn appends_woken_together_share_one_commit() {
+    const ROUNDS: u64 = 10;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        let log = open(dir.path(), 1 << 20);
+        let hub = LogName::hub(&hub_name("plant"));
+        log.ensure_partitions(&hub, 1).await.expect("ensure partitions");
+        log.append(&hub, 0, event_payloads("warm-up", 1))
+            .await
+            .expect("append");
+        let before = log.stats();
+        for _ in 0..ROUNDS {
+            let start = std::sync::Arc::new(tokio::sync::Barrier::new(51));
+            let tasks: Vec<_> = (0..50)
+                .map(|task| {
+                    let (log, hub, start) = (log.clone(), hub.clone(), start.clone());
+                    tokio::spawn(async move {
+                        start.wait().await;
+                        log.append(&hub, 0, event_payloads(&format!("task {task}"), 1))
+                            .await
+                            .expect("append");
+                    })
+                })
+                .collect();
+            start.wait().await;
+            for task in tasks {
+                task.await.expect("task");
+            }
+        }
+        let after = log.stats();
+        assert_eq!(after.records - before.records, 50 * ROUNDS);
+        let batches = after.batches - before.batches;
+        assert!(
+            batches <= ROUNDS * 3 / 2,
+            "{ROUNDS} rounds of 50 appends woken together took {batches} commits"
+        );
+    });
+}
