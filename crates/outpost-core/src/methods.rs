@@ -77,20 +77,16 @@ impl Registry {
                 "timeouts are at most {MAX_TIMEOUT_SECS} seconds"
             )));
         }
-        match module {
-            Some(module) => {
-                self.load_module(caller, device, module).await?;
-            }
-            None => {
-                self.load_device(caller, device).await?;
-            }
-        }
         let key = IdentityKey {
             hub: caller.hub().name.clone(),
             device: device.clone(),
             module: module.cloned(),
         };
         let connect_deadline = tokio::time::Instant::now() + Duration::from_secs(connect_timeout);
+        // A connected identity exists (deleting or disabling one closes its connections), so the
+        // registry is read only when the identity is not connected, to tell `DeviceNotFound`
+        // from `DeviceNotOnline`: the common call costs no store read (docs/benchmarks).
+        let mut known = false;
         loop {
             let (respond, answer) = oneshot::channel();
             let command = DeviceCommand::InvokeMethod(Box::new(MethodInvocation {
@@ -99,6 +95,13 @@ impl Registry {
                 respond,
             }));
             if !self.presence.send(&key, command) {
+                if !known {
+                    match module {
+                        Some(module) => drop(self.load_module(caller, device, module).await?),
+                        None => drop(self.load_device(caller, device).await?),
+                    }
+                    known = true;
+                }
                 if tokio::time::Instant::now() >= connect_deadline {
                     return Err(CoreError::DeviceNotOnline(device.clone()));
                 }

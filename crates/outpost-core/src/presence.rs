@@ -155,6 +155,17 @@ impl Presence {
         }
     }
 
+    /// Closes the connection of a deleted or disabled identity: it counts as disconnected at
+    /// once (a direct method called next finds it gone, not online), and its connection is told
+    /// to close.
+    pub fn revoke(&self, key: &IdentityKey) {
+        let removed = self.connected.lock().remove(key);
+        if let Some(entry) = removed {
+            let _ = entry.sender.try_send(DeviceCommand::Revoked);
+            self.events.record(key, false, Timestamp::now());
+        }
+    }
+
     /// Returns when `key` connected, if it is connected.
     pub fn connected_since(&self, key: &IdentityKey) -> Option<Timestamp> {
         self.connected.lock().get(key).map(|entry| entry.connected_since)

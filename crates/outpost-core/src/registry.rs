@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::access::{Caller, Permission};
 use crate::c2d::{C2dTarget, CloudToDeviceQueue};
-use crate::presence::{DeviceCommand, IdentityKey, Presence};
+use crate::presence::{IdentityKey, Presence};
 use crate::routing::events::Lifecycle;
 use crate::{
     Clock, CoreError, DeviceCounts, DeviceRecord, Expected, ModuleRecord, RegistryStore, StoreError,
@@ -148,7 +148,7 @@ impl Registry {
             device: device.clone(),
             module: module.clone(),
         };
-        self.presence.send(&key, DeviceCommand::Revoked);
+        self.presence.revoke(&key);
         let target = C2dTarget {
             device: device.clone(),
             module,
@@ -264,7 +264,7 @@ impl Registry {
                             device: id.clone(),
                             module: None,
                         };
-                        self.presence.send(&key, DeviceCommand::Revoked);
+                        self.presence.revoke(&key);
                     }
                     return Ok(self.with_presence(hub, record.device));
                 }

@@ -87,6 +87,39 @@ async fn direct_methods_reach_the_device_and_time_out_as_azure_does() {
         matches!(not_listening, Err(CoreError::DeviceNotOnline(_))),
         "{not_listening:?}"
     );
+
+    // An unknown identity is not found at once, however long the caller would wait for it.
+    let ghost = DeviceId::new("ghost").unwrap();
+    let unknown = server
+        .outpost
+        .registry
+        .invoke_method(&caller, &ghost, None, call(5, 30))
+        .await;
+    assert!(
+        matches!(unknown, Err(CoreError::DeviceNotFound(_))),
+        "{unknown:?}"
+    );
+
+    // A deleted identity is gone as soon as the deletion returns, though its connection was
+    // listening for methods a moment before (a connected identity is not looked up).
+    let (mut listening, _) =
+        Client::connect(&server, "dev1", Some(device_token("dev1", &key, 3600)), true).await;
+    listening.subscribe("$iothub/methods/POST/#").await;
+    server
+        .outpost
+        .registry
+        .delete_device(&caller, &device, None)
+        .await
+        .unwrap();
+    let deleted = server
+        .outpost
+        .registry
+        .invoke_method(&caller, &device, None, call(5, 0))
+        .await;
+    assert!(
+        matches!(deleted, Err(CoreError::DeviceNotFound(_))),
+        "{deleted:?}"
+    );
     server.shutdown().await;
 }
 
