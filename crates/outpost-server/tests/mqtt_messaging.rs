@@ -14,6 +14,20 @@ use outpost_model::{DeviceId, DeviceStatus};
 use outpost_mqtt::codec::{Packet, QoS};
 use serde_json::{Value, json};
 
+/// Calls a direct method on a device as the operator would.
+async fn invoke(
+    server: &outpost_server::Server,
+    caller: &Caller,
+    device: &DeviceId,
+    call: outpost_core::MethodCall,
+) -> Result<outpost_core::MethodResult, outpost_core::CoreError> {
+    server
+        .outpost
+        .registry
+        .invoke_method(caller, device, None, call)
+        .await
+}
+
 #[tokio::test]
 async fn direct_methods_reach_the_device_and_time_out_as_azure_does() {
     use outpost_core::{CoreError, MethodCall};
@@ -29,11 +43,7 @@ async fn direct_methods_reach_the_device_and_time_out_as_azure_does() {
         response_timeout_in_seconds: Some(response),
         connect_timeout_in_seconds: Some(connect),
     };
-    let offline = server
-        .outpost
-        .registry
-        .invoke_method(&caller, &device, None, call(5, 0))
-        .await;
+    let offline = invoke(&server, &caller, &device, call(5, 0)).await;
     assert!(
         matches!(offline, Err(CoreError::DeviceNotOnline(_))),
         "{offline:?}"
@@ -78,11 +88,7 @@ async fn direct_methods_reach_the_device_and_time_out_as_azure_does() {
 
     // Connected but not subscribed to methods: not online.
     let (_other, _) = Client::connect(&server, "dev1", Some(device_token("dev1", &key, 3600)), true).await;
-    let not_listening = server
-        .outpost
-        .registry
-        .invoke_method(&caller, &device, None, call(5, 0))
-        .await;
+    let not_listening = invoke(&server, &caller, &device, call(5, 0)).await;
     assert!(
         matches!(not_listening, Err(CoreError::DeviceNotOnline(_))),
         "{not_listening:?}"
@@ -90,11 +96,7 @@ async fn direct_methods_reach_the_device_and_time_out_as_azure_does() {
 
     // An unknown identity is not found at once, however long the caller would wait for it.
     let ghost = DeviceId::new("ghost").unwrap();
-    let unknown = server
-        .outpost
-        .registry
-        .invoke_method(&caller, &ghost, None, call(5, 30))
-        .await;
+    let unknown = invoke(&server, &caller, &ghost, call(5, 30)).await;
     assert!(
         matches!(unknown, Err(CoreError::DeviceNotFound(_))),
         "{unknown:?}"
@@ -111,11 +113,7 @@ async fn direct_methods_reach_the_device_and_time_out_as_azure_does() {
         .delete_device(&caller, &device, None)
         .await
         .unwrap();
-    let deleted = server
-        .outpost
-        .registry
-        .invoke_method(&caller, &device, None, call(5, 0))
-        .await;
+    let deleted = invoke(&server, &caller, &device, call(5, 0)).await;
     assert!(
         matches!(deleted, Err(CoreError::DeviceNotFound(_))),
         "{deleted:?}"
