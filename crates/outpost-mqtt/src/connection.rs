@@ -192,12 +192,14 @@ where
 {
     let (reader, writer) = tokio::io::split(stream);
     async move {
-        let accepted = Box::pin(accept(reader, writer, peer_chain, context)).await;
-        let Some((session, reader, writer)) = accepted else {
-            return;
-        };
-
-        if let Err(error) = Box::pin(session.run(reader, writer, cancel)).await {
+        // Not `let Some((session, …)) = …`: a binding moved from before an await keeps its room
+        // in the future all the same.
+        let session = Box::pin(accept(reader, writer, peer_chain, context))
+            .await
+            .map(|(session, reader, writer)| Box::pin(session.run(reader, writer, cancel)));
+        if let Some(session) = session
+            && let Err(error) = session.await
+        {
             tracing::debug!(error = %error, "mqtt connection ended");
         }
     }

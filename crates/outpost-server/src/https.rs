@@ -20,14 +20,12 @@ use hyper_util::service::TowerToHyperService;
 use outpost_http::ClientCertificates;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 use tracing::{debug, error, info, warn};
 
-use crate::tls::ErrorChain;
+use crate::tls::{self, ErrorChain, ServerTlsStream};
 
 /// How long in-flight requests may run after shutdown starts before their connections are closed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -103,10 +101,9 @@ pub async fn serve_tls<S, F>(
     serve: S,
 ) -> io::Result<()>
 where
-    S: Fn(TlsStream<TcpStream>, SocketAddr, CancellationToken) -> F + Send + Sync + 'static,
+    S: Fn(ServerTlsStream, SocketAddr, CancellationToken) -> F + Send + Sync + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
-    let acceptor = TlsAcceptor::from(tls);
     // Zero would never accept anything; treat it as one.
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let tracker = TaskTracker::new();
@@ -136,7 +133,7 @@ where
                 }
             },
         };
-        let acceptor = acceptor.clone();
+        let tls = Arc::clone(&tls);
         let serve = Arc::clone(&serve);
         let cancel = cancel.clone();
         let task = async move {
@@ -145,13 +142,7 @@ where
             // stay part of the task for the connection's life (docs/benchmarks/results.md).
             // Nor is the TLS stream bound to a name across an await: the stream moves into
             // `serve` inside a closure, so the task does not reserve room for it.
-            let handshake = Box::pin(handshake(
-                stream,
-                peer,
-                &acceptor,
-                limits.handshake_timeout,
-                &cancel,
-            ));
+            let handshake = Box::pin(handshake(stream, peer, tls, limits.handshake_timeout, &cancel));
             let served = handshake.await.map(|tls_stream| serve(tls_stream, peer, cancel));
             if let Some(served) = served {
                 served.await;
@@ -213,17 +204,17 @@ async fn handle_accept_error(e: &io::Error, cancel: &CancellationToken) {
 async fn handshake(
     stream: TcpStream,
     peer: SocketAddr,
-    acceptor: &TlsAcceptor,
+    config: Arc<rustls::ServerConfig>,
     timeout: Duration,
     cancel: &CancellationToken,
-) -> Option<TlsStream<TcpStream>> {
+) -> Option<ServerTlsStream> {
     // Device traffic is small and latency-sensitive.
     if let Err(e) = stream.set_nodelay(true) {
         debug!(%peer, error = %e, "set tcp nodelay failed");
     }
     tokio::select! {
         () = cancel.cancelled() => None,
-        handshake = tokio::time::timeout(timeout, acceptor.accept(stream)) => match handshake {
+        handshake = tokio::time::timeout(timeout, tls::accept(stream, config)) => match handshake {
             Ok(Ok(tls_stream)) => Some(tls_stream),
             Ok(Err(e)) => {
                 debug!(%peer, error = %ErrorChain(&e), "tls handshake failed");
@@ -239,13 +230,13 @@ async fn handshake(
 
 /// Serves HTTP/1.1 on one TLS connection until the client leaves or shutdown.
 async fn serve_http1(
-    tls_stream: TlsStream<TcpStream>,
+    tls_stream: ServerTlsStream,
     peer: SocketAddr,
     router: Router,
     cancel: CancellationToken,
 ) {
     // The client's certificate chain (X.509 devices), for every request on the connection.
-    let chain = ClientCertificates(Arc::new(client_chain(&tls_stream)));
+    let chain = ClientCertificates(Arc::new(tls_stream.peer_chain()));
     let service = router.map_request(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
         request.extensions_mut().insert(chain.clone());
@@ -275,15 +266,4 @@ async fn serve_http1(
     if let Err(e) = result {
         debug!(%peer, error = %ErrorChain(&e), "https connection ended with error");
     }
-}
-
-/// The TLS client's certificate chain, leaf first (empty without one): the whole chain, as
-/// CA-signed devices may send intermediates.
-pub(crate) fn client_chain(stream: &TlsStream<TcpStream>) -> Vec<Vec<u8>> {
-    stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .map(|chain| chain.iter().map(|der| der.to_vec()).collect())
-        .unwrap_or_default()
 }

@@ -15,14 +15,15 @@ use outpost_http::{HubDefaults, OperatorState};
 use outpost_model::TwinLimits;
 use outpost_mqtt::{ConnectThrottle, MqttContext, MqttLimits, Sessions};
 use outpost_store::{EmbeddedEventLog, EmbeddedStore, EventLogOptions};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{EventLogConfig, OutpostConfig};
-use crate::https::{ConnectionLimits, client_chain, serve_http, serve_https, serve_tls};
-use crate::tls::{self, CertificateFiles, DevCa, ErrorChain, ReloadingCertResolver, TlsError};
+use crate::https::{ConnectionLimits, serve_http, serve_https, serve_tls};
+use crate::tls::{
+    self, CertificateFiles, DevCa, ErrorChain, ReloadingCertResolver, ServerTlsStream, TlsError,
+};
 
 /// Name of the file, in the data dir, holding the operator API's bearer token.
 pub const OPERATOR_TOKEN_FILE: &str = "operator-token";
@@ -256,8 +257,8 @@ impl Server {
         let ws_mqtt_context = mqtt_context.clone();
         let mqtt_cancel = cancel.child_token();
         tasks.push(tokio::spawn(async move {
-            let serve = move |stream: TlsStream<TcpStream>, _peer, cancel| {
-                let chain = client_chain(&stream);
+            let serve = move |stream: ServerTlsStream, _peer, cancel| {
+                let chain = stream.peer_chain();
                 outpost_mqtt::serve_connection(stream, chain, mqtt_context.clone(), cancel)
             };
             if let Err(error) =
@@ -287,8 +288,8 @@ impl Server {
         let amqp_cancel = cancel.child_token();
         let context = amqp_context.clone();
         tasks.push(tokio::spawn(async move {
-            let serve = move |stream: TlsStream<TcpStream>, _peer, cancel| {
-                let chain = client_chain(&stream);
+            let serve = move |stream: ServerTlsStream, _peer, cancel| {
+                let chain = stream.peer_chain();
                 outpost_amqp::door::serve_connection(stream, chain, context.clone(), cancel)
             };
             if let Err(error) =

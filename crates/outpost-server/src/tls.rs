@@ -8,11 +8,13 @@
 //! used, never the process-wide default.
 //!
 //! Modules: `ca` (development CA and server certificate), `resolver` (loading and hot reload),
-//! `client_auth` (optional client certificates for device X.509 authentication).
+//! `client_auth` (optional client certificates for device X.509 authentication), `stream` (the
+//! TLS connection every listener serves, on rustls's unbuffered API).
 
 mod ca;
 mod client_auth;
 mod resolver;
+mod stream;
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -25,6 +27,7 @@ use rustls::crypto::CryptoProvider;
 pub use ca::DevCa;
 pub use client_auth::peer_leaf_der;
 pub use resolver::{CertificateFiles, ReloadingCertResolver, load_certified_key};
+pub use stream::{ServerTlsStream, accept};
 
 /// Errors raised while creating, loading or serving TLS certificates.
 #[derive(Debug, thiserror::Error)]

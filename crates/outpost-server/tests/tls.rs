@@ -21,15 +21,14 @@ use hyper::{HeaderMap, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use outpost_server::https::{ConnectionLimits, serve_http, serve_https};
 use outpost_server::tls::{
-    CertificateFiles, DevCa, ReloadingCertResolver, peer_leaf_der, server_config,
-    server_config_with_optional_client_certs,
+    CertificateFiles, DevCa, ReloadingCertResolver, server_config, server_config_with_optional_client_certs,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{CertificateError, ClientConfig, RootCertStore, SupportedProtocolVersion};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-use tokio_rustls::{TlsAcceptor, TlsConnector, client::TlsStream};
+use tokio_rustls::{TlsConnector, client::TlsStream};
 use tokio_util::sync::CancellationToken;
 use x509_parser::extensions::GeneralName;
 
@@ -139,22 +138,37 @@ fn leaf_of(files: &CertificateFiles) -> CertificateDer<'static> {
     first_cert(&files.cert)
 }
 
-/// Runs a TLS handshake over an in-memory pipe; returns the client's result and, on success,
-/// the server side's peer leaf certificate.
-async fn handshake_in_memory(
+/// Runs a TLS handshake over loopback TCP, the server side on Outpost's stream; returns the
+/// client's result and, on success, the server side's peer leaf certificate.
+async fn handshake_on_loopback(
     server: Arc<rustls::ServerConfig>,
     client: Arc<ClientConfig>,
     name: &str,
 ) -> io::Result<Option<Vec<u8>>> {
-    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
     let server_name = ServerName::try_from(name.to_owned()).unwrap();
-    let (client_result, server_result) = tokio::join!(
-        TlsConnector::from(client).connect(server_name, client_io),
-        TlsAcceptor::from(server).accept(server_io),
-    );
+    let client_side = async {
+        let tcp = TcpStream::connect(addr).await?;
+        let mut stream = TlsConnector::from(client).connect(server_name, tcp).await?;
+        // TLS 1.3: a refused client certificate is only reported once the client reads.
+        stream.write_all(b"ping").await?;
+        let mut pong = [0u8; 4];
+        stream.read_exact(&mut pong).await?;
+        Ok::<_, io::Error>(())
+    };
+    let server_side = async {
+        let (tcp, _) = listener.accept().await?;
+        let mut stream = outpost_server::tls::accept(tcp, server).await?;
+        let mut ping = [0u8; 4];
+        stream.read_exact(&mut ping).await?;
+        stream.write_all(b"pong").await?;
+        stream.flush().await?;
+        Ok::<_, io::Error>(stream.peer_chain().into_iter().next())
+    };
+    let (client_result, server_result) = tokio::join!(client_side, server_side);
     client_result?;
-    let server_stream = server_result?;
-    Ok(peer_leaf_der(server_stream.get_ref().1))
+    server_result
 }
 
 fn router() -> Router {
@@ -309,7 +323,7 @@ async fn reloaded_ca_issues_server_certs_that_chain_to_the_original_ca_pem() {
     std::fs::write(&trusted, &original_pem).unwrap();
     let resolver = Arc::new(ReloadingCertResolver::new(DevCa::server_files(&server_dir)).unwrap());
     let server = server_config(resolver, HTTP11).unwrap();
-    handshake_in_memory(server, trusting(&trusted), "hub.example.test")
+    handshake_on_loopback(server, trusting(&trusted), "hub.example.test")
         .await
         .unwrap();
 }
@@ -346,7 +360,7 @@ async fn missing_ca_pem_is_recreated_from_the_key_and_earlier_server_certs_still
     assert!(!ensure(&ca, &tmp.path().join("server"), &["hub.example.test"]));
     let resolver = Arc::new(ReloadingCertResolver::new(files).unwrap());
     let server = server_config(resolver, HTTP11).unwrap();
-    handshake_in_memory(server, trusting(ca.ca_pem_path()), "hub.example.test")
+    handshake_on_loopback(server, trusting(ca.ca_pem_path()), "hub.example.test")
         .await
         .unwrap();
 }
@@ -729,14 +743,14 @@ async fn optional_client_certificate_is_exposed_as_the_peer_leaf() {
 
     for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
         let anonymous = client_config(ca.ca_pem_path(), &[version]);
-        let peer = handshake_in_memory(server.clone(), anonymous, "localhost")
+        let peer = handshake_on_loopback(server.clone(), anonymous, "localhost")
             .await
             .unwrap();
         assert_eq!(peer, None, "{version:?}");
 
         let identity = Some((device_cert.clone(), device_key.clone_key()));
         let with_cert = client_config_with_cert(ca.ca_pem_path(), &[version], identity);
-        let peer = handshake_in_memory(server.clone(), with_cert, "localhost")
+        let peer = handshake_on_loopback(server.clone(), with_cert, "localhost")
             .await
             .unwrap();
         assert_eq!(peer.as_deref(), Some(device_cert.as_ref()), "{version:?}");
