@@ -132,6 +132,12 @@ struct MqttArgs {
     /// Target total messages per second; 0 = as fast as possible.
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// With --rate: a device wakes at most once per this many milliseconds and sends every
+    /// message due by then in one write (a batching device or gateway); 0 = one wake-up per
+    /// message. Latency still counts from each message's intended send time, so the wait for
+    /// the tick is part of every figure.
+    #[arg(long, default_value_t = 0.0)]
+    tick_ms: f64,
     /// Stop sending after this many seconds.
     #[arg(long, default_value_t = 60.0)]
     duration: f64,
@@ -348,6 +354,7 @@ async fn mqtt(args: MqttArgs) -> anyhow::Result<bool> {
     report.size = args.size as u64;
     report.qos = args.qos;
     report.rate = args.rate;
+    report.tick_ms = args.tick_ms;
     report.inflight = args.inflight as u64;
     report.planned = args.messages * devices.len() as u64;
     let conns = connect_all(&target, &devices, common.concurrency, &mut report).await;
@@ -411,6 +418,7 @@ async fn mqtt(args: MqttArgs) -> anyhow::Result<bool> {
             qos,
             inflight: args.inflight,
             interval,
+            tick: Duration::from_secs_f64(args.tick_ms.max(0.0) / 1000.0),
             first: start + interval.mul_f64(i as f64 / n as f64),
             deadline,
             drain_deadline,

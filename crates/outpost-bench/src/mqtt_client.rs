@@ -254,6 +254,8 @@ pub struct PublishPlan {
     pub inflight: usize,
     /// Interval between this device's messages; zero = as fast as the window allows.
     pub interval: Duration,
+    /// Least time between two wake-ups to send (paced runs); zero = wake for every message.
+    pub tick: Duration,
     /// Intended send time of this device's first message.
     pub first: Instant,
     /// Stop sending new messages at this instant.
@@ -318,13 +320,14 @@ async fn run(conn: &mut Conn, plan: &PublishPlan, out: &mut PublishOutcome) -> a
     let mut stop_sending = false;
     let mut wbuf = BytesMut::with_capacity(64 * 1024);
     let scheduled = |i: u64| plan.first + plan.interval.saturating_mul(i.min(u32::MAX as u64) as u32);
+    let mut next_wake = plan.first;
     loop {
         let all_sent = stop_sending || out.sent >= plan.messages;
         if all_sent && inflight == 0 {
             return Ok(());
         }
         let can_send = !all_sent && inflight < window;
-        let due = scheduled(out.sent);
+        let due = scheduled(out.sent).max(next_wake);
         let hard_stop = if all_sent {
             plan.drain_deadline
         } else {
@@ -351,6 +354,7 @@ async fn run(conn: &mut Conn, plan: &PublishPlan, out: &mut PublishOutcome) -> a
             }
             () = sleep_until(due.into()), if can_send => {
                 let now = Instant::now();
+                next_wake = now + plan.tick;
                 let mut batch = 0;
                 while out.sent < plan.messages && inflight < window && batch < 256 && now < plan.deadline {
                     let intended = scheduled(out.sent);

@@ -47,6 +47,9 @@ pub struct Report {
     pub size: u64,
     pub qos: u8,
     pub rate: u64,
+    /// Milliseconds between a paced device's wake-ups (0: one per message).
+    #[serde(default)]
+    pub tick_ms: f64,
     pub inflight: u64,
     pub connected: u64,
     pub connect_failures: u64,
@@ -119,10 +122,10 @@ impl Report {
                     self.messages_per_device,
                     self.size,
                     self.qos,
-                    if self.rate == 0 {
-                        "max".to_owned()
-                    } else {
-                        format!("{}/s", self.rate)
+                    match (self.rate, self.tick_ms) {
+                        (0, _) => "max".to_owned(),
+                        (rate, tick) if tick > 0.0 => format!("{rate}/s in {tick} ms ticks"),
+                        (rate, _) => format!("{rate}/s"),
                     },
                     self.inflight
                 ),

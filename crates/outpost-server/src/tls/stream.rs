@@ -175,38 +175,31 @@ impl ServerTlsStream {
     /// Reads what the socket has and processes it. Ready once anything arrived (application
     /// data, handshake records, close_notify or the end of the stream).
     fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        loop {
-            ready!(self.tcp.poll_read_ready(cx))?;
-            let need = SCRATCH_LEN.max(self.incoming.len() + MAX_RECORD);
-            let received = with_scratch(need, |scratch| {
-                let held = self.incoming.len();
-                scratch[..held].copy_from_slice(&self.incoming);
-                let read = match self.tcp.try_read(&mut scratch[held..]) {
-                    Ok(0) => {
-                        self.read_closed = true;
-                        self.incoming = Vec::new();
-                        return Ok(true);
-                    }
-                    Ok(read) => read,
-                    // Readiness was stale; `try_read` cleared it.
-                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                    Err(error) => return Err(error),
-                };
-                let used = held + read;
-                let done = self.process(&mut scratch[..used])?;
-                let rest = &scratch[done.min(used)..used];
-                if rest.is_empty() {
-                    self.incoming = Vec::new();
-                } else {
-                    self.incoming.clear();
-                    self.incoming.extend_from_slice(rest);
-                }
-                Ok(true)
-            })?;
-            if received {
+        let need = SCRATCH_LEN.max(self.incoming.len() + MAX_RECORD);
+        with_scratch(need, |scratch| {
+            let held = self.incoming.len();
+            scratch[..held].copy_from_slice(&self.incoming);
+            // `poll_read` rather than readiness and `try_read`: tokio takes a short read as
+            // "drained" and skips the read that would only say WouldBlock.
+            let mut read_buf = ReadBuf::new(&mut scratch[held..]);
+            ready!(Pin::new(&mut self.tcp).poll_read(cx, &mut read_buf))?;
+            let read = read_buf.filled().len();
+            if read == 0 {
+                self.read_closed = true;
+                self.incoming = Vec::new();
                 return Poll::Ready(Ok(()));
             }
-        }
+            let used = held + read;
+            let done = self.process(&mut scratch[..used])?;
+            let rest = &scratch[done.min(used)..used];
+            if rest.is_empty() {
+                self.incoming = Vec::new();
+            } else {
+                self.incoming.clear();
+                self.incoming.extend_from_slice(rest);
+            }
+            Poll::Ready(Ok(()))
+        })
     }
 
     /// Encrypts `data` into `outgoing`.
