@@ -179,28 +179,35 @@ async fn a_client_key_update_is_answered_and_traffic_goes_on() {
     }
 }
 
-#[tokio::test]
-async fn garbage_instead_of_a_client_hello_gets_an_alert_and_an_error() {
-    let pki = pki();
+/// Runs Outpost's handshake against a raw TCP client that sends `bytes` and then either reads
+/// until the server closes (returning what it got) or, with `then_leave`, disconnects at once.
+async fn raw_client(pki: &Pki, bytes: &[u8], then_leave: bool) -> (Vec<u8>, io::Result<ServerTlsStream>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let client = async {
         let mut tcp = TcpStream::connect(addr).await.unwrap();
-        // A handshake record header announcing a ClientHello, then nonsense.
-        tcp.write_all(&[
-            0x16, 0x03, 0x01, 0x00, 0x08, 0x01, 0x00, 0x00, 0x04, 0xde, 0xad, 0xbe, 0xef,
-        ])
-        .await
-        .unwrap();
+        tcp.write_all(bytes).await.unwrap();
         let mut answer = Vec::new();
-        let _ = tcp.read_to_end(&mut answer).await;
+        if !then_leave {
+            let _ = tcp.read_to_end(&mut answer).await;
+        }
         answer
     };
     let server = async {
         let (tcp, _) = listener.accept().await.unwrap();
         accept(tcp, pki.server.clone()).await
     };
-    let (answer, accepted) = tokio::join!(client, server);
+    tokio::join!(client, server)
+}
+
+#[tokio::test]
+async fn garbage_instead_of_a_client_hello_gets_an_alert_and_an_error() {
+    let pki = pki();
+    // A handshake record header announcing a ClientHello, then nonsense.
+    let garbage = [
+        0x16, 0x03, 0x01, 0x00, 0x08, 0x01, 0x00, 0x00, 0x04, 0xde, 0xad, 0xbe, 0xef,
+    ];
+    let (answer, accepted) = raw_client(&pki, &garbage, false).await;
     let error = accepted.unwrap_err();
     assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
     assert_eq!(
@@ -213,18 +220,7 @@ async fn garbage_instead_of_a_client_hello_gets_an_alert_and_an_error() {
 #[tokio::test]
 async fn a_client_gone_during_the_handshake_is_an_unexpected_eof() {
     let pki = pki();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let client = async {
-        let mut tcp = TcpStream::connect(addr).await.unwrap();
-        tcp.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
-        drop(tcp);
-    };
-    let server = async {
-        let (tcp, _) = listener.accept().await.unwrap();
-        accept(tcp, pki.server.clone()).await
-    };
-    let ((), accepted) = tokio::join!(client, server);
+    let (_, accepted) = raw_client(&pki, &[0x16, 0x03, 0x01], true).await;
     assert_eq!(accepted.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
 }
 

@@ -45,7 +45,8 @@ pub struct ServerTlsStream {
     tcp: TcpStream,
     conn: UnbufferedServerConnection,
     /// Received ciphertext rustls has not finished with: part of a record, or the records of a
-    /// handshake message still being joined. Never a whole application-data record.
+    /// handshake message still being joined (rustls refuses those over 64 KiB). Never a whole
+    /// application-data record.
     incoming: Vec<u8>,
     /// Decrypted application data, from `plaintext_read` on not yet taken by the reader.
     plaintext: Vec<u8>,
