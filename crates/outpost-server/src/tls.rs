@@ -25,7 +25,6 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 
 pub use ca::DevCa;
-pub use client_auth::peer_leaf_der;
 pub use resolver::{CertificateFiles, ReloadingCertResolver, load_certified_key};
 pub use stream::{ServerTlsStream, accept};
 
@@ -165,7 +164,7 @@ pub fn server_config(
 ///
 /// Any well-formed, currently valid client chain is accepted and its handshake signature is
 /// checked, but it is not checked against any trust anchor: device X.509 authentication later
-/// matches the leaf (see [`peer_leaf_der`]) against the device registry's thumbprints or CAs.
+/// matches the leaf (see [`ServerTlsStream::peer_chain`]) against the device registry's thumbprints or CAs.
 ///
 /// # Errors
 ///

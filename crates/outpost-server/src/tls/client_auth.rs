@@ -11,11 +11,6 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
-/// Returns the DER of the client's leaf certificate, if the client presented one.
-pub fn peer_leaf_der(conn: &rustls::ServerConnection) -> Option<Vec<u8>> {
-    conn.peer_certificates()?.first().map(|cert| cert.to_vec())
-}
-
 /// Accepts any well-formed client chain whose leaf is valid now, without checking trust.
 #[derive(Debug)]
 pub(super) struct AnyWellFormedClientCert {

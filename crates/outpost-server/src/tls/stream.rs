@@ -104,7 +104,8 @@ pub async fn accept(tcp: TcpStream, config: Arc<ServerConfig>) -> io::Result<Ser
 }
 
 impl ServerTlsStream {
-    /// The client's certificate chain, leaf first; empty when it presented none.
+    /// The client's certificate chain, leaf first (empty without one): the whole chain, as
+    /// CA-signed devices may send intermediates.
     pub fn peer_chain(&self) -> Vec<Vec<u8>> {
         self.conn
             .peer_certificates()
