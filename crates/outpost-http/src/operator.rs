@@ -40,8 +40,8 @@ pub struct HubDefaults {
 /// State of the operator routes.
 #[derive(Clone)]
 pub struct OperatorState {
-    /// The hub services.
-    pub outpost: Outpost,
+    /// The hub services (one `Arc`, as in [`crate::ServiceState`]).
+    pub outpost: Arc<Outpost>,
     /// The bearer token operators present.
     pub token: Arc<str>,
     /// The service routes, for forwarding.

@@ -212,26 +212,26 @@ impl Server {
             })
         };
 
-        let https_listener = bind(config.https.listen).await?;
-        let mqtt_listener = bind(config.mqtt.listen).await?;
+        let https_listener = bind(config.https.listen)?;
+        let mqtt_listener = bind(config.mqtt.listen)?;
         let mqtt_addr = local_addr(&mqtt_listener, config.mqtt.listen)?;
-        let amqp_listener = bind(config.amqp.listen).await?;
+        let amqp_listener = bind(config.amqp.listen)?;
         let amqp_addr = local_addr(&amqp_listener, config.amqp.listen)?;
         let amqp_plain_listener = match config.amqp.plain_listen {
-            Some(addr) => Some(bind(addr).await?),
+            Some(addr) => Some(bind(addr)?),
             None => None,
         };
         let amqp_plain_addr = match (&amqp_plain_listener, config.amqp.plain_listen) {
             (Some(listener), Some(addr)) => Some(local_addr(listener, addr)?),
             _ => None,
         };
-        let operator_listener = bind(config.operator.listen).await?;
+        let operator_listener = bind(config.operator.listen)?;
         let https_addr = local_addr(&https_listener, config.https.listen)?;
         let operator_addr = local_addr(&operator_listener, config.operator.listen)?;
 
         let service = outpost_http::service_router(outpost.clone());
         let operator = outpost_http::operator_router(OperatorState {
-            outpost: outpost.clone(),
+            outpost: Arc::new(outpost.clone()),
             token: token.into(),
             service: service.clone(),
             defaults: HubDefaults {
@@ -569,10 +569,25 @@ fn spawn_blob_retention(outpost: Outpost, cancel: CancellationToken) -> JoinHand
     })
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Bind { addr, source })
+/// Connections the kernel completes and queues for `accept` per listener. `TcpListener::bind`
+/// asks for 128: in a storm of 256 concurrent TLS connects that queue overflowed while the core
+/// was busy with handshakes (`nstat` TcpExtListenOverflows), and each dropped connect waited the
+/// client's 1 s SYN retransmission (p99 connect 1.09 s). Linux caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    let listen = || {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // As `TcpListener::bind` does on Unix: a restart can rebind while old connections linger.
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen().map_err(|source| ServerError::Bind { addr, source })
 }
 
 fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, ServerError> {

@@ -131,9 +131,34 @@ pub enum TlsError {
 /// Returns the crypto provider every Outpost TLS endpoint uses.
 ///
 /// Always ring, built explicitly rather than installed as the process default, so no other crate
-/// can switch the provider under us.
+/// can switch the provider under us. Its AES-128-GCM suites come first (see
+/// [`prefer_aes128_gcm`]); nothing is removed.
 pub fn crypto_provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    let mut provider = rustls::crypto::ring::default_provider();
+    prefer_aes128_gcm(&mut provider);
+    Arc::new(provider)
+}
+
+/// Moves the AES-128-GCM suites (TLS 1.3 `TLS_AES_128_GCM_SHA256`, the mandatory one of RFC 8446
+/// §9.1, and TLS 1.2's ECDHE AES-128-GCM) ahead of the others, keeping the order within each
+/// group. The servers choose by this order rather than the client's (`ignore_client_order`):
+/// the SDKs and rustls offer `TLS_AES_256_GCM_SHA384` first, whose SHA-384 key schedule runs in
+/// software, while SHA-256 has the CPU's SHA extensions — a server's TLS 1.3 handshake takes
+/// 153 µs instead of 200 µs (rustls in memory, this machine), and a connection storm is mostly
+/// handshakes. Clients that offer only AES-256 or ChaCha20 still get them.
+fn prefer_aes128_gcm(provider: &mut CryptoProvider) {
+    use rustls::CipherSuite::{
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        TLS13_AES_128_GCM_SHA256,
+    };
+    provider.cipher_suites.sort_by_key(|suite| {
+        !matches!(
+            suite.suite(),
+            TLS13_AES_128_GCM_SHA256
+                | TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+                | TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+        )
+    });
 }
 
 /// Builds a server configuration that presents `resolver`'s certificate and asks for no client
@@ -156,6 +181,7 @@ pub fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config.ignore_client_order = true;
     Ok(Arc::new(config))
 }
 
@@ -181,6 +207,7 @@ pub fn server_config_with_optional_client_certs(
         .with_client_cert_verifier(Arc::new(verifier))
         .with_cert_resolver(resolver);
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config.ignore_client_order = true;
     Ok(Arc::new(config))
 }
 
@@ -286,5 +313,23 @@ mod tests {
             .collect();
         assert!(versions.contains(&rustls::ProtocolVersion::TLSv1_2));
         assert!(versions.contains(&rustls::ProtocolVersion::TLSv1_3));
+        // Nothing removed, AES-128-GCM first in each version.
+        let all = rustls::crypto::ring::default_provider().cipher_suites.len();
+        assert_eq!(provider.cipher_suites.len(), all);
+        let first = |version| {
+            provider
+                .cipher_suites
+                .iter()
+                .find(|s| s.version().version == version)
+                .map(|s| s.suite())
+        };
+        assert_eq!(
+            first(rustls::ProtocolVersion::TLSv1_3),
+            Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+        );
+        assert_eq!(
+            first(rustls::ProtocolVersion::TLSv1_2),
+            Some(rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
+        );
     }
 }

@@ -130,6 +130,26 @@ async fn megabytes_cross_both_ways_at_once_intact_in_every_chunk_size() {
 }
 
 #[tokio::test]
+async fn the_server_picks_aes_128_gcm_over_the_clients_first_choice() {
+    let pki = pki();
+    // rustls's client, like the SDKs, offers AES-256-GCM first.
+    for (version, expected) in [
+        (
+            &rustls::version::TLS13,
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256,
+        ),
+        (
+            &rustls::version::TLS12,
+            rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        ),
+    ] {
+        let (client, _server) = pair(&pki, version).await;
+        let negotiated = client.get_ref().1.negotiated_cipher_suite().map(|s| s.suite());
+        assert_eq!(negotiated, Some(expected), "{version:?}");
+    }
+}
+
+#[tokio::test]
 async fn close_notify_ends_reading_on_either_side() {
     let pki = pki();
     for version in VERSIONS {

@@ -74,7 +74,7 @@ impl Fixture {
             .unwrap();
         let service = outpost_http::service_router(outpost.clone());
         let operator = outpost_http::operator_router(OperatorState {
-            outpost: outpost.clone(),
+            outpost: Arc::new(outpost.clone()),
             token: OPERATOR_TOKEN.into(),
             service: service.clone(),
             defaults: HubDefaults {
