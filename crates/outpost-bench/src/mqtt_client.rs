@@ -109,30 +109,19 @@ impl rustls::client::danger::ServerCertVerifier for VerifiedOnce {
         ocsp_response: &[u8],
         now: rustls::pki_types::UnixTime,
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        let seen = |verified: &[(Vec<u8>, rustls::pki_types::ServerName<'static>)]| {
-            verified
-                .iter()
-                .any(|(der, name)| der.as_slice() == end_entity.as_ref() && name == server_name)
-        };
-        if seen(
-            &self
-                .verified
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        ) {
-            return Ok(rustls::client::danger::ServerCertVerified::assertion());
-        }
-        let verified =
-            self.webpki
-                .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
-        let mut cache = self
+        let mut verified = self
             .verified
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !seen(&cache) {
-            cache.push((end_entity.to_vec(), server_name.to_owned()));
+        let seen = verified
+            .iter()
+            .any(|(der, name)| der.as_slice() == end_entity.as_ref() && name == server_name);
+        if !seen {
+            self.webpki
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
+            verified.push((end_entity.to_vec(), server_name.to_owned()));
         }
-        Ok(verified)
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
